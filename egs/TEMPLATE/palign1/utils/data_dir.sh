@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Kaldi-style data-dir tools; the name it is called by picks the action:
+#   validate_data_dir.sh DIR [--no-audio-check] [--no-emo]
+#   fix_data_dir.sh DIR
+#   subset_data_dir.sh SRC DST (--utt-list F | --first N | --last N | --spk-list F)
+#   split_data_dir.sh DIR N [--per-spk]
+#   combine_data.sh DST SRC1 SRC2 ...
+# All are python -m espnet_ext.bin.data_dir <action>; see its --help.
+set -euo pipefail
+case "$(basename "$0")" in
+    validate_data_dir.sh) action=validate ;;
+    fix_data_dir.sh) action=fix ;;
+    subset_data_dir.sh) action=subset ;;
+    split_data_dir.sh) action=split ;;
+    combine_data.sh) action=combine ;;
+    *) exec python -m espnet_ext.bin.data_dir "$@" ;;
+esac
+exec python -m espnet_ext.bin.data_dir "$action" "$@"

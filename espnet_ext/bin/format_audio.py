@@ -1,0 +1,74 @@
+"""Stage 2: write every utterance as 16-bit mono WAV at one sample rate and measure its duration.
+
+Reads ``wav.scp`` (+ ``segments``, + ``utt2channel`` for one channel of a multi-channel recording) of a
+data dir and writes ``<out_dir>/wav.scp``, ``utt2dur`` and ``utt2num_samples``. Utterances outside
+[min_dur, max_dur] are listed with their reason in ``<out_dir>/excluded``. Already written files are
+kept, so an interrupted job resumes where it stopped.
+"""
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import soundfile
+from tqdm import tqdm
+
+from espnet_ext.audio import load_mono
+from espnet_ext.datadir import read_kv
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--in_dir", type=Path, required=True, help="Kaldi data dir (or one split of it)")
+    p.add_argument("--out_dir", type=Path, required=True, help="where wav.scp/utt2dur/excluded go")
+    p.add_argument("--audio_dir", type=Path, required=True, help="where the WAV files go")
+    p.add_argument("--fs", type=int, default=16000)
+    p.add_argument("--min_dur", type=float, default=0.1, help="seconds")
+    p.add_argument("--max_dur", type=float, default=30.0, help="seconds")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+    wav_scp = read_kv(args.in_dir / "wav.scp", allow_empty_value=False)
+    seg_path = args.in_dir / "segments"
+    if seg_path.exists():
+        segments = {u: v.split() for u, v in read_kv(seg_path).items()}
+    else:
+        segments = {u: [u, "0", ""] for u in wav_scp}
+    chan_path = args.in_dir / "utt2channel"
+    channels = {u: int(c) for u, c in read_kv(chan_path).items()} if chan_path.exists() else {}
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    args.audio_dir.mkdir(parents=True, exist_ok=True)
+
+    out_scp, utt2dur, utt2ns, excluded = {}, {}, {}, {}
+    for utt, (rec, start, end) in tqdm(sorted(segments.items()), desc=f"format {args.in_dir}", mininterval=5):
+        dst = args.audio_dir / f"{utt}.wav"
+        try:
+            info = soundfile.info(str(dst)) if dst.exists() else None
+            if info is None or info.samplerate != args.fs or info.frames == 0:
+                x = load_mono(wav_scp[rec], args.fs, float(start), float(end) if end else None, channels.get(utt))
+                tmp = dst.with_suffix(".tmp.wav")
+                soundfile.write(str(tmp), x, args.fs, subtype="PCM_16")
+                tmp.replace(dst)  # atomic: a killed job never leaves a half-written file behind
+                num_samples = len(x)
+            else:
+                num_samples = info.frames
+        except Exception as e:
+            raise SystemExit(f"format_audio: utterance '{utt}' (recording '{rec}' = {wav_scp.get(rec)!r}): {e}")
+        dur = num_samples / args.fs
+        if not args.min_dur <= dur <= args.max_dur:
+            excluded[utt] = f"duration {dur:.2f}s outside [{args.min_dur}, {args.max_dur}]"
+            continue
+        out_scp[utt] = str(dst.resolve())
+        utt2dur[utt] = f"{dur:.3f}"
+        utt2ns[utt] = str(num_samples)
+
+    for name, kv in (("wav.scp", out_scp), ("utt2dur", utt2dur), ("utt2num_samples", utt2ns), ("excluded", excluded)):
+        with open(args.out_dir / name, "w", encoding="utf-8") as f:
+            for k in sorted(kv):
+                f.write(f"{k} {kv[k]}\n")
+    logging.info(f"{args.in_dir}: {len(out_scp)} written, {len(excluded)} excluded by duration")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

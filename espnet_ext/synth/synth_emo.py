@@ -64,6 +64,7 @@ class Design:
     """Which voices and how many sentences go to each split."""
     train_voices: int = 5
     valid_voices: int = 1
+    test_voices: int = 2     # the last voices of VOICES
     num_unseen_sentences: int = 32
     num_valid_sentences: int = 24
     num_test_sentences: int = 24
@@ -86,15 +87,15 @@ def plan_splits(num_sentences: int, design: Design, seed: int) -> Dict[str, Dict
     order = list(range(1, num_sentences + 1))
     rng.shuffle(order)
     unseen, seen = sorted(order[:design.num_unseen_sentences]), sorted(order[design.num_unseen_sentences:])
-    nt, nv = design.train_voices, design.valid_voices
-    if nt + nv >= len(VOICES):
-        raise ValueError(f"{nt} train + {nv} valid voices leave no test voice out of {len(VOICES)}")
+    nt, nv, ne = design.train_voices, design.valid_voices, design.test_voices
+    if nt + nv + ne > len(VOICES) or min(nt, nv, ne) < 1:
+        raise ValueError(f"{nt} train + {nv} valid + {ne} test voices: need >= 1 each, {len(VOICES)} in all")
     train_sents = seen if not design.max_train_sentences else sorted(rng.sample(seen, design.max_train_sentences))
     return {
         "train": {"voices": VOICES[:nt], "sentences": train_sents},
         "valid": {"voices": VOICES[nt:nt + nv], "sentences": sorted(rng.sample(seen, design.num_valid_sentences))},
-        "test": {"voices": VOICES[nt + nv:], "sentences": sorted(rng.sample(seen, design.num_test_sentences))},
-        "test_unseen": {"voices": VOICES[nt + nv:],
+        "test": {"voices": VOICES[-ne:], "sentences": sorted(rng.sample(seen, design.num_test_sentences))},
+        "test_unseen": {"voices": VOICES[-ne:],
                         "sentences": sorted(rng.sample(unseen, design.num_test_unseen_sentences))},
     }
 

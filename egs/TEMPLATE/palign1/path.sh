@@ -1,5 +1,5 @@
 # Sourced by run.sh / palign.sh: installs tools/venv on first use (idempotent) and activates it.
-MAIN_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
+MAIN_ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../../.." && pwd)
 export MAIN_ROOT
 if [ -z "${PALIGN_SKIP_INSTALL:-}" ]; then
     "$MAIN_ROOT/tools/install.sh" >&2 || { echo "path.sh: tools/install.sh failed" >&2; return 1 2>/dev/null || exit 1; }

@@ -1,0 +1,27 @@
+"""The synth_emo recipe, stages 1-2, through run.sh in a recipe made by the template's setup.sh."""
+import shutil
+
+from conftest import ROOT, TEMPLATE, run
+from espnet_ext import datadir
+
+
+def test_synth_emo_stages_1_2(tmp_path):
+    recipe = tmp_path / "egs" / "synth_emo" / "palign1"
+    run([str(TEMPLATE / "setup.sh"), str(recipe)])
+    src = ROOT / "egs" / "synth_emo" / "palign1"
+    shutil.copy(src / "run.sh", recipe / "run.sh")
+    shutil.copytree(src / "local", recipe / "local", dirs_exist_ok=True)
+    shutil.copytree(src / "conf", recipe / "conf", dirs_exist_ok=True)
+    small = ("--train_voices 2 --max_train_sentences 4 --num_valid_sentences 2 "
+             "--num_test_sentences 3 --num_test_unseen_sentences 2")
+    proc = run(["./run.sh", "--stop_stage", "2", "--local_data_opts", small], cwd=recipe)
+    log = proc.stdout + proc.stderr
+    for split, n in (("train", 2 * 4 * 4), ("valid", 4 * 2), ("test", 2 * 4 * 3), ("test_unseen", 2 * 4 * 2)):
+        assert datadir.validate(recipe / "data" / split)["utterances"] == n
+        counts = datadir.validate(recipe / "dump" / "raw" / split)
+        assert counts["utterances"] == n and counts["emotions"] == 4
+        assert f"dump/raw/{split}: OK, {n} utterances" in log
+    assert (recipe / "dump" / "raw" / "test" / "utt2dur").exists()
+    assert "Stage 2: format audio" in log and "Finished stages 1-2" in log
+    bad = run(["./run.sh", "--stage", "1", "--no_such_option", "1"], cwd=recipe, check=False)
+    assert bad.returncode != 0 and "invalid option '--no_such_option'" in bad.stderr

@@ -1,0 +1,70 @@
+"""utils/parse_options.sh and utils/launch.sh (local backend), run for real under bash."""
+import textwrap
+
+from conftest import UTILS, run
+
+
+def _script(tmp_path, body):
+    script = tmp_path / "s.sh"
+    script.write_text("#!/usr/bin/env bash\nset -euo pipefail\n" + textwrap.dedent(body))
+    script.chmod(0o755)
+    return script
+
+
+def test_parse_options_sets_known_variables(tmp_path):
+    script = _script(tmp_path, f"""
+        stage=1
+        train_set=""
+        use_gpu=false
+        help_message="usage: s.sh [--stage N]"
+        . {UTILS}/parse_options.sh
+        echo "stage=$stage train_set=$train_set use_gpu=$use_gpu rest=$*"
+    """)
+    out = run([str(script), "--stage", "3", "--train-set=my set", "--use_gpu", "true", "a", "b"]).stdout
+    assert out.strip() == "stage=3 train_set=my set use_gpu=true rest=a b"
+
+
+def test_parse_options_errors_and_help(tmp_path):
+    script = _script(tmp_path, f"""
+        stage=1
+        flag=false
+        help_message="usage: s.sh [--stage N]"
+        . {UTILS}/parse_options.sh
+        echo ran
+    """)
+    bad = run([str(script), "--nosuch", "1"], check=False)
+    assert bad.returncode == 1 and "invalid option '--nosuch'" in bad.stderr
+    missing = run([str(script), "--stage"], check=False)
+    assert missing.returncode == 1 and "needs a value" in missing.stderr
+    notbool = run([str(script), "--flag", "yes"], check=False)
+    assert notbool.returncode == 1 and "takes true or false" in notbool.stderr
+    helped = run([str(script), "--help"])
+    assert "usage: s.sh" in helped.stderr and "ran" not in helped.stdout
+    conf = tmp_path / "opts.conf"
+    conf.write_text("stage=7\n")
+    assert run([str(script), "--config", str(conf)]).returncode == 0
+
+
+def test_launch_local_array_substitutes_job(tmp_path):
+    log = tmp_path / "log" / "job.JOB.log"
+    run([str(UTILS / "launch.sh"), "--max_jobs_run", "2", "JOB=1:3", str(log),
+         f"echo task JOB > {tmp_path}/out.JOB"])
+    for i in (1, 2, 3):
+        assert (tmp_path / f"out.{i}").read_text().strip() == f"task {i}"
+        text = (tmp_path / "log" / f"job.{i}.log").read_text()
+        assert text.startswith(f"# echo task {i}") and "# Accounting: rc=0" in text
+
+
+def test_launch_reports_failed_jobs(tmp_path):
+    log = tmp_path / "f.JOB.log"
+    proc = run([str(UTILS / "launch.sh"), "JOB=1:3", str(log), "test JOB -ne 2"], check=False)
+    assert proc.returncode == 1
+    assert "job 2 failed" in proc.stderr and "1 / 3 failed" in proc.stderr
+    assert "# Accounting: rc=1" in (tmp_path / "f.2.log").read_text()
+    single = run([str(UTILS / "launch.sh"), str(tmp_path / "one.log"), "echo", "hi"])
+    assert single.returncode == 0 and "hi" in (tmp_path / "one.log").read_text()
+
+
+def test_launch_rejects_unknown_option(tmp_path):
+    proc = run([str(UTILS / "launch.sh"), "--bogus", "1", str(tmp_path / "x.log"), "true"], check=False)
+    assert proc.returncode == 2 and "unknown option '--bogus'" in proc.stderr

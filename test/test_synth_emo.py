@@ -1,0 +1,75 @@
+"""The embedded corpus: splits are disjoint as promised and the emotions really differ acoustically."""
+from collections import defaultdict
+
+import librosa
+import numpy as np
+import pytest
+import soundfile
+
+from conftest import ROOT
+from espnet_ext import datadir
+from espnet_ext.synth.synth_emo import EMOTIONS, Design, build, plan_splits, read_sentences
+
+SENTENCES = ROOT / "egs" / "synth_emo" / "palign1" / "local" / "sentences.txt"
+SMALL = Design(train_voices=2, valid_voices=1, num_unseen_sentences=4, num_valid_sentences=2,
+               num_test_sentences=6, num_test_unseen_sentences=2, max_train_sentences=3)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth")
+    counts = build(SENTENCES, out / "data", out / "wav", seed=3, design=SMALL, progress=False)
+    return out / "data", counts
+
+
+def test_sentence_list_is_large_and_unique():
+    assert len(read_sentences(SENTENCES)) >= 120
+
+
+def test_splits_hold_out_voices_and_sentences():
+    plan = plan_splits(160, Design(), seed=777)
+    train_voices = {v.name for v in plan["train"]["voices"]}
+    for split in ("valid", "test", "test_unseen"):
+        assert not train_voices & {v.name for v in plan[split]["voices"]}
+    assert set(plan["test"]["sentences"]) <= set(plan["train"]["sentences"])
+    assert not set(plan["test_unseen"]["sentences"]) & set(plan["train"]["sentences"])
+    assert plan == plan_splits(160, Design(), seed=777)  # deterministic
+
+
+def test_data_dirs_valid_and_minimal_pairs(corpus):
+    data, counts = corpus
+    assert counts["test"] == {"utterances": 2 * 4 * 6, "speakers": 2, "emotions": 4, "sentences": 6}
+    for split in counts:
+        assert datadir.validate(data / split)["utterances"] == counts[split]["utterances"]
+    emo = datadir.read_kv(data / "test" / "utt2emo")
+    sent = datadir.read_kv(data / "test" / "utt2sentid")
+    by_sentence = defaultdict(set)
+    for utt, s in sent.items():
+        by_sentence[s].add(emo[utt])
+    assert all(emos == set(EMOTIONS) for emos in by_sentence.values())
+    info = soundfile.info(datadir.read_kv(data / "test" / "wav.scp")[next(iter(emo))])
+    assert info.samplerate == 16000 and info.channels == 1
+
+
+def _prosody(path):
+    x, sr = soundfile.read(path)
+    f0 = librosa.yin(x, fmin=60, fmax=500, sr=sr, frame_length=1024, hop_length=256)
+    rms = librosa.feature.rms(y=x, frame_length=1024, hop_length=256)[0]
+    n = min(len(f0), len(rms))
+    voiced = rms[:n] > 0.1 * rms.max()
+    return np.median(f0[:n][voiced]), np.sqrt(np.mean(x ** 2)), len(x) / sr
+
+
+def test_emotions_differ_in_pitch_energy_and_rate(corpus):
+    data, _ = corpus
+    emo = datadir.read_kv(data / "test" / "utt2emo")
+    feats = defaultdict(list)
+    for utt, path in datadir.read_kv(data / "test" / "wav.scp").items():
+        feats[emo[utt]].append(_prosody(path))
+    f0, energy, dur = ({e: np.median([f[i] for f in v]) for e, v in feats.items()} for i in range(3))
+    # Happy is highest and sad lowest in pitch; angry is loudest, sad quietest; sad is slowest.
+    assert f0["happy"] > f0["angry"] > f0["neutral"] > f0["sad"]
+    assert f0["happy"] > 1.2 * f0["neutral"] and f0["sad"] < 0.9 * f0["neutral"]
+    assert energy["angry"] > energy["happy"] > energy["neutral"] > energy["sad"]
+    assert energy["angry"] > 1.5 * energy["neutral"] and energy["sad"] < 0.7 * energy["neutral"]
+    assert dur["sad"] > 1.4 * dur["neutral"] > 1.4 * 0.9 * dur["angry"]

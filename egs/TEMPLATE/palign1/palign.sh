@@ -25,14 +25,38 @@ fs=16000               # sample rate after stage 2
 min_dur=0.1            # stage 2 drops shorter utterances (seconds)
 max_dur=30.0           # stage 2 drops longer utterances (seconds)
 
+# Teacher (stage 4)
+teacher_config=""      # YAML: llm_conf, prompt_conf, batch_size, max_new_tokens
+teacher_tasks="response response_neutral"  # targets to generate (templates in the prompt config)
+teacher_nj=""          # parallel teacher jobs (default: --nj)
+
+# Training (stages 5-6)
+palign_config=""       # training YAML
+palign_args=""         # more options for espnet_ext.bin.palign_train
+palign_tag=""          # experiment name (default: from the config file name)
+palign_target=response # the data file the encoder is aligned to (response_neutral: semantic-only baseline)
+num_threads=$(nproc)   # CPU threads of the training job
+
+# Decoding (stage 7)
+inference_config=""    # YAML of espnet_ext.bin.palign_inference options
+inference_args=""      # more options for it
+inference_model=""     # model file in the experiment dir (default: averaged/best/last)
+inference_tag=""       # decode dir name (default: from the inference config)
+
 help_message=$(cat << EOF
 Usage: $0 --train_set <name> --valid_set <name> --test_sets "<name> ..." [options]
 Stages: 1 data prep (local/data.sh) . 2 audio format (${fs} Hz mono, duration filter)
-Options (default in brackets):
+        3 (reserved: frontend features) . 4 teacher replies . 5 stats/shapes
+        6 training . 7 decoding
+Options (defaults after the names):
   --stage ${stage}  --stop_stage ${stop_stage}  --nj ${nj}  --inference_nj ${inference_nj}
   --ngpu ${ngpu}  --gpu_inference ${gpu_inference}  --dumpdir ${dumpdir}  --expdir ${expdir}
   --local_data_opts "..."   options for local/data.sh
   --fs ${fs}  --min_dur ${min_dur}  --max_dur ${max_dur}
+  --teacher_config FILE  --teacher_tasks "${teacher_tasks}"  --teacher_nj N
+  --palign_config FILE  --palign_args "..."  --palign_tag NAME  --palign_target ${palign_target}
+  --num_threads ${num_threads}
+  --inference_config FILE  --inference_args "..."  --inference_model FILE  --inference_tag NAME
 EOF
 )
 
@@ -44,6 +68,16 @@ log "$0 $*"
 [ -n "$train_set" ] || { log "--train_set is required"; exit 2; }
 [ -n "$valid_set" ] || { log "--valid_set is required"; exit 2; }
 all_sets="${train_set} ${valid_set} ${test_sets}"
+teacher_nj=${teacher_nj:-${nj}}
+data_feats=${dumpdir}/raw
+[ -z "${palign_tag}" ] && [ -n "${palign_config}" ] && palign_tag=$(basename "${palign_config}" .yaml)
+[ "${palign_target}" = response ] || palign_tag=${palign_tag}_${palign_target}
+palign_exp=${expdir}/palign_${palign_tag}
+stats_dir=${expdir}/stats
+teacher_dir=${expdir}/$(basename "${teacher_config:-teacher}" .yaml)
+[ -z "${inference_tag}" ] && inference_tag=$(basename "${inference_config:-decode}" .yaml)
+if "${gpu_inference}"; then _device=cuda; else _device=cpu; fi
+require() { for v in "$@"; do [ -n "${!v}" ] || { log "--${v} is required for stage ${_stage}"; exit 2; }; done; }
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     log "Stage 1: data preparation (local/data.sh ${local_data_opts})"
@@ -80,6 +114,92 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
         mv "${dst}/excluded" "${dst}/logdir/excluded"
         utils/fix_data_dir.sh "${dst}"
         utils/validate_data_dir.sh "${dst}"
+    done
+fi
+
+if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
+    log "Stage 3: nothing to dump: the frozen frontend runs inside the model on ${data_feats} audio"
+fi
+
+if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
+    _stage=4; require teacher_config
+    log "Stage 4: teacher replies (${teacher_tasks}) from the frozen LLM -> ${teacher_dir}"
+    _dirs=""; for dset in ${all_sets}; do _dirs+=" ${data_feats}/${dset}"; done
+    # shellcheck disable=SC2086
+    ${python} -m espnet_ext.bin.teacher_generate prepare --config "${teacher_config}" --out "${teacher_dir}" \
+        --tasks ${teacher_tasks} --data_dirs ${_dirs}
+    _n=$(min "${teacher_nj}" "$(wc -l < "${teacher_dir}/prompts.jsonl")")
+    ${decode_cmd} --num_threads "$(( $(nproc) / _n > 0 ? $(nproc) / _n : 1 ))" JOB=1:"${_n}" \
+        "${teacher_dir}/log/generate.JOB.log" ${python} -m espnet_ext.bin.teacher_generate generate \
+        --config "${teacher_config}" --out "${teacher_dir}" --shard JOB --num_shards "${_n}" --device "${_device}"
+    # shellcheck disable=SC2086
+    ${python} -m espnet_ext.bin.teacher_generate merge --config "${teacher_config}" --out "${teacher_dir}" \
+        --tasks ${teacher_tasks} --data_dirs ${_dirs}
+fi
+
+# Data options shared by stages 5 and 6.
+_data_opts=()
+for _phase in train valid; do
+    if [ "${_phase}" = train ]; then _dset=${train_set}; else _dset=${valid_set}; fi
+    _data_opts+=(--${_phase}_data_path_and_name_and_type "${data_feats}/${_dset}/wav.scp,speech,sound"
+                 --${_phase}_data_path_and_name_and_type "${data_feats}/${_dset}/${palign_target},response,text")
+done
+
+if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
+    _stage=5; require palign_config
+    log "Stage 5: collect feature statistics and shapes -> ${stats_dir}"
+    _logdir=${stats_dir}/logdir; mkdir -p "${_logdir}"
+    _n=$(min "${nj}" "$(wc -l < "${data_feats}/${valid_set}/wav.scp")")
+    for _dset in "${train_set}" "${valid_set}"; do  # key lists, dealt round-robin to the jobs
+        awk -v n="${_n}" -v p="${_logdir}/${_dset}.keys" '{ print > (p "." ((NR - 1) % n + 1)) }' \
+            "${data_feats}/${_dset}/wav.scp"
+    done
+    # shellcheck disable=SC2086
+    ${train_cmd} --num_threads 1 JOB=1:"${_n}" "${_logdir}/stats.JOB.log" \
+        ${python} -m espnet_ext.bin.palign_train --collect_stats true --config "${palign_config}" \
+        "${_data_opts[@]}" --train_shape_file "${_logdir}/${train_set}.keys.JOB" \
+        --valid_shape_file "${_logdir}/${valid_set}.keys.JOB" \
+        --output_dir "${_logdir}/stats.JOB" ${palign_args}
+    _dirs=""; for i in $(seq "${_n}"); do _dirs+=" --input_dir ${_logdir}/stats.${i}"; done
+    # shellcheck disable=SC2086
+    ${python} -m espnet2.bin.aggregate_stats_dirs ${_dirs} --output_dir "${stats_dir}"
+fi
+
+if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
+    _stage=6; require palign_config
+    log "Stage 6: training -> ${palign_exp} (log: ${palign_exp}/train.log)"
+    mkdir -p "${palign_exp}"
+    _opts=()
+    if grep -q '^normalize: *global_mvn' "${palign_config}"; then
+        _opts+=(--normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz")
+    fi
+    # shellcheck disable=SC2086
+    ${cuda_cmd} --gpu "${ngpu}" --num_threads "${num_threads}" "${palign_exp}/train.log" \
+        ${python} -m espnet_ext.bin.palign_train --config "${palign_config}" --use_preprocessor true \
+        "${_data_opts[@]}" "${_opts[@]}" --resume true --ngpu "${ngpu}" --output_dir "${palign_exp}" \
+        --train_shape_file "${stats_dir}/train/speech_shape" --train_shape_file "${stats_dir}/train/response_shape" \
+        --valid_shape_file "${stats_dir}/valid/speech_shape" --valid_shape_file "${stats_dir}/valid/response_shape" \
+        ${palign_args}
+    grep -E "[0-9]+epoch results" "${palign_exp}/train.log" | sed 's/^.*INFO: //' >&2 || true
+fi
+
+if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
+    _stage=7
+    log "Stage 7: decoding ${test_sets} with ${palign_exp} -> ${palign_exp}/${inference_tag}"
+    _opts=(); [ -n "${inference_config}" ] && _opts+=(--config "${inference_config}")
+    [ -n "${inference_model}" ] && _opts+=(--model_file "${palign_exp}/${inference_model}")
+    for dset in ${test_sets}; do
+        _dir=${palign_exp}/${inference_tag}/${dset}; mkdir -p "${_dir}/logdir"
+        _n=$(min "${inference_nj}" "$(wc -l < "${data_feats}/${dset}/wav.scp")")
+        utils/split_data_dir.sh "${data_feats}/${dset}" "${_n}" > /dev/null
+        # shellcheck disable=SC2086
+        ${decode_cmd} --gpu "$("${gpu_inference}" && echo 1 || echo 0)" \
+            --num_threads "$(( $(nproc) / _n > 0 ? $(nproc) / _n : 1 ))" JOB=1:"${_n}" "${_dir}/logdir/decode.JOB.log" \
+            ${python} -m espnet_ext.bin.palign_inference --model_dir "${palign_exp}" "${_opts[@]}" \
+            --data_dir "${data_feats}/${dset}/split${_n}/JOB" --output "${_dir}/logdir/text.JOB" \
+            --device "${_device}" ${inference_args}
+        for i in $(seq "${_n}"); do cat "${_dir}/logdir/text.${i}"; done | LC_ALL=C sort > "${_dir}/text"
+        log "${dset}: $(wc -l < "${_dir}/text") replies in ${_dir}/text"
     done
 fi
 

@@ -1,14 +1,33 @@
 #!/usr/bin/env bash
 # ParaAlign on the embedded synthetic corpus (espeak-ng voices in 4 emotions); runs anywhere, offline.
+#   ./run.sh                       SmolLM2-135M-Instruct as the frozen LLM (CPU: about 15 minutes)
+#   ./run.sh --llm tiny            a tiny random Llama: a smoke test of every stage in a few minutes
+# Other options go to palign.sh (./palign.sh --help), e.g. --stage 4 --stop_stage 6.
 set -euo pipefail
 
-train_set=train
-valid_set=valid
-test_sets="test test_unseen"
+llm=smollm2
+stop_stage=100
+args=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --llm) llm=$2; shift 2 ;;
+        --stop_stage) stop_stage=$2; args+=("$1" "$2"); shift 2 ;;
+        *) args+=("$1"); shift ;;
+    esac
+done
+
+if [ "${stop_stage}" -ge 4 ]; then  # the frozen LLM is needed from the teacher stage on
+    . ./path.sh
+    local/prepare_llm.sh "${llm}"
+fi
 
 ./palign.sh \
-    --train_set "${train_set}" \
-    --valid_set "${valid_set}" \
-    --test_sets "${test_sets}" \
+    --train_set train \
+    --valid_set valid \
+    --test_sets "test test_unseen" \
     --nj 2 \
-    "$@"
+    --inference_nj 2 \
+    --teacher_config "conf/teacher_${llm}.yaml" \
+    --palign_config "conf/train_${llm}.yaml" \
+    --inference_config conf/decode.yaml \
+    "${args[@]}"

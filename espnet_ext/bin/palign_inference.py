@@ -1,0 +1,138 @@
+"""Replies of the frozen LLM to speech, through a trained ParaAlign encoder.
+
+  One file:   python -m espnet_ext.bin.palign_inference --model_dir exp/palign_x --wav a.wav \\
+                  [--prompt "What emotion do you hear?"]
+  A data dir: python -m espnet_ext.bin.palign_inference --model_dir exp/palign_x --data_dir dump/raw/test \\
+                  --output exp/palign_x/decode/test/text
+Any sample rate, mono or stereo (down-mixed). The data-dir mode appends after every batch and skips
+utterances already in --output, so a killed job resumes without loss or duplicates.
+"""
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from espnet_ext.audio import load_mono
+from espnet_ext.datadir import read_kv
+
+FS = 16000
+
+
+def find_model_file(model_dir: Path) -> Path:
+    """The averaged model if training made one, else the best or the last epoch."""
+    for name in ("valid.loss.ave.pth", "valid.loss.best.pth", "valid.acc.ave.pth", "latest.pth"):
+        if (model_dir / name).exists():
+            return model_dir / name
+    epochs = sorted(model_dir.glob("*epoch.pth"), key=lambda p: int(p.name.split("epoch")[0]))
+    if not epochs:
+        raise FileNotFoundError(f"{model_dir}: no model file (*.ave.pth, *.best.pth, *epoch.pth)")
+    return epochs[-1]
+
+
+def load_model(model_dir: Path, model_file: Optional[Path], device: str):
+    from espnet_ext.tasks.palign import PalignTask
+
+    model_file = model_file or find_model_file(model_dir)
+    logging.info(f"loading {model_file}")
+    model, args = PalignTask.build_model_from_file(model_dir / "config.yaml", model_file, device)
+    return model.eval(), args
+
+
+def user_turn(prompt: Optional[str]) -> Optional[str]:
+    """A question asked with the speech: '<speech>' is put in front unless the prompt places it."""
+    if prompt is None:
+        return None
+    return prompt if "<speech>" in prompt else f"<speech>\n{prompt}"
+
+
+def batch_tensor(waves: List[np.ndarray], device: str):
+    lengths = torch.tensor([len(w) for w in waves])
+    speech = torch.zeros(len(waves), int(lengths.max()))
+    for i, w in enumerate(waves):
+        speech[i, : len(w)] = torch.from_numpy(w)
+    return speech.to(device), lengths.to(device)
+
+
+def decode_dir(model, data_dir: Path, output: Path, batch_size: int, max_new_tokens: int,
+               user: Optional[str], task: str, device: str) -> int:
+    wav_scp = read_kv(data_dir / "wav.scp")
+    done: Dict[str, str] = {}
+    if output.exists():
+        for line in output.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                key = line.split(maxsplit=1)[0]
+                if key in wav_scp:
+                    done[key] = line
+    todo = [u for u in wav_scp if u not in done]
+    logging.info(f"{data_dir}: {len(wav_scp)} utterances, {len(done)} already decoded, {len(todo)} to go")
+    waves = {}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with open(output, "a", encoding="utf-8") as f:
+        todo.sort(key=lambda u: Path(wav_scp[u]).stat().st_size if not wav_scp[u].endswith("|") else 0)
+        for i in tqdm(range(0, len(todo), batch_size), desc=f"decode {data_dir}", mininterval=10):
+            keys = todo[i:i + batch_size]
+            for k in keys:
+                try:
+                    waves[k] = load_mono(wav_scp[k], FS)
+                except Exception as e:
+                    raise SystemExit(f"{data_dir / 'wav.scp'}: utterance '{k}': cannot read audio: {e}")
+            speech, lengths = batch_tensor([waves.pop(k) for k in keys], device)
+            replies = model.generate(speech, lengths, task=task, user=user, max_new_tokens=max_new_tokens)
+            for k, r in zip(keys, replies):
+                f.write(f"{k} {r}\n" if r else f"{k}\n")
+            f.flush()
+    # Sorted, one line per utterance, as Kaldi tools expect.
+    lines = {line.split(maxsplit=1)[0]: line for line in output.read_text(encoding="utf-8").splitlines() if line}
+    output.write_text("".join(lines[k] + "\n" for k in sorted(lines)), encoding="utf-8")
+    return len(todo)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model_dir", type=Path, required=True, help="training dir with config.yaml")
+    p.add_argument("--model_file", type=Path, default=None, help="default: *.ave.pth, *.best.pth or last epoch")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--wav", type=Path, nargs="+", help="audio file(s)")
+    g.add_argument("--data_dir", type=Path, help="data dir whose wav.scp is decoded")
+    p.add_argument("--output", type=Path, help="Kaldi text file of replies (with --data_dir)")
+    p.add_argument("--prompt", default=None, help='ask something else, e.g. "What emotion do you hear?"')
+    p.add_argument("--task", default="response", help="whose student prompt is used when --prompt is not given")
+    p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--max_new_tokens", type=int, default=64)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--config", type=Path, default=None, help="YAML whose keys set the defaults of these options")
+    pre, _ = p.parse_known_args(argv)
+    if pre.config is not None:
+        with open(pre.config, encoding="utf-8") as f:
+            conf = yaml.safe_load(f) or {}
+        unknown = sorted(set(conf) - {a.dest for a in p._actions})
+        if unknown:
+            p.error(f"{pre.config}: unknown option(s) {unknown}")
+        p.set_defaults(**conf)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    model, _ = load_model(args.model_dir, args.model_file, args.device)
+    user = user_turn(args.prompt)
+    if args.data_dir:
+        if args.output is None:
+            p.error("--output is required with --data_dir")
+        decode_dir(model, args.data_dir, args.output, args.batch_size, args.max_new_tokens, user, args.task,
+                   args.device)
+        return 0
+    for wav in args.wav:
+        if not wav.exists():
+            raise SystemExit(f"{wav}: no such file")
+        speech, lengths = batch_tensor([load_mono(str(wav), FS)], args.device)
+        reply = model.generate(speech, lengths, task=args.task, user=user, max_new_tokens=args.max_new_tokens)[0]
+        print(reply if len(args.wav) == 1 else f"{wav}\t{reply}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Stage 4: the frozen LLM answers each utterance's transcript (with / without its emotion) -> targets.
+
+Three steps, so that generation can be sharded and resumed:
+  prepare   unique teacher prompts over all data dirs -> OUT/prompts.jsonl (utterances sharing a sentence
+            and label share one prompt: each is generated once)
+  generate  shard JOB of N: greedy replies, appended to OUT/replies.JOB.jsonl after every batch; a rerun
+            skips prompts already answered and drops a half-written last line, so nothing is lost or
+            duplicated
+  merge     write <data_dir>/<task> (Kaldi text: utt reply) for every data dir and task
+"""
+import argparse
+import hashlib
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import yaml
+from tqdm import tqdm
+
+from espnet_ext.datadir import read_kv, write_kv
+from espnet_ext.palign.prompts import load_prompt_conf, teacher_prompt
+
+
+def prompt_id(task: str, user: str) -> str:
+    return hashlib.sha1(f"{task}\n{user}".encode()).hexdigest()[:16]
+
+
+def prepare(data_dirs: List[Path], tasks: List[str], conf: dict, out: Path) -> int:
+    prompts: Dict[str, dict] = {}
+    for d in data_dirs:
+        text = read_kv(d / "text")
+        emo = read_kv(d / "utt2emo") if (d / "utt2emo").exists() else {}
+        for utt in text:
+            for task in tasks:
+                user = teacher_prompt(conf, task, text[utt], emo.get(utt, ""), where=f"{d}: utterance '{utt}': ")
+                prompts.setdefault(prompt_id(task, user), {"id": prompt_id(task, user), "task": task, "user": user})
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "prompts.jsonl", "w", encoding="utf-8") as f:
+        for pid in sorted(prompts):
+            f.write(json.dumps(prompts[pid], ensure_ascii=False) + "\n")
+    return len(prompts)
+
+
+def read_jsonl(path: Path, repair: bool = False) -> List[dict]:
+    """Records of a JSONL file; with ``repair``, a half-written last line (killed job) is cut off."""
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    records, good_bytes = [], 0
+    for i, line in enumerate(lines):
+        if not line:
+            good_bytes += 1 if i < len(lines) - 1 else 0
+            continue
+        try:
+            records.append(json.loads(line))
+            good_bytes += len(line) + (1 if i < len(lines) - 1 else 0)
+        except json.JSONDecodeError:
+            if i == len(lines) - 1 and repair:
+                logging.warning(f"{path}: dropping a half-written last line (interrupted run)")
+                break
+            raise ValueError(f"{path}:{i + 1}: not JSON") from None
+    if repair and good_bytes != len(raw):
+        with open(path, "r+b") as f:
+            f.truncate(good_bytes)
+    return records
+
+
+def generate(out: Path, shard: int, num_shards: int, llm_conf: dict, system, batch_size: int,
+             max_new_tokens: int, device: str) -> int:
+    from espnet_ext.palign.llm import FrozenLLM
+
+    prompts = read_jsonl(out / "prompts.jsonl")[shard - 1::num_shards]
+    replies_path = out / f"replies.{shard}.jsonl"
+    done = {r["id"] for r in read_jsonl(replies_path, repair=True)}
+    todo = [p for p in prompts if p["id"] not in done]
+    logging.info(f"shard {shard}/{num_shards}: {len(prompts)} prompts, {len(done)} already answered, {len(todo)} to go")
+    if not todo:
+        return 0
+    llm = FrozenLLM(llm_conf["name_or_path"], dtype=llm_conf.get("dtype", "auto"), system=system,
+                    attn_implementation=llm_conf.get("attn_implementation", "sdpa"), device=device)
+    todo.sort(key=lambda p: len(p["user"]))  # similar lengths batch with little padding
+    start, tokens = time.time(), 0
+    with open(replies_path, "a", encoding="utf-8") as f:
+        for i in tqdm(range(0, len(todo), batch_size), desc=f"teacher shard {shard}", mininterval=10):
+            batch = todo[i:i + batch_size]
+            replies = llm.generate_from_text([p["user"] for p in batch], max_new_tokens)
+            for p, reply in zip(batch, replies):
+                f.write(json.dumps({"id": p["id"], "reply": reply}, ensure_ascii=False) + "\n")
+                tokens += len(llm.chat.encode(reply))
+            f.flush()
+    logging.info(f"shard {shard}: {len(todo)} replies, {tokens / (time.time() - start):.1f} tokens/s")
+    return len(todo)
+
+
+def merge(data_dirs: List[Path], tasks: List[str], conf: dict, out: Path) -> None:
+    replies: Dict[str, str] = {}
+    for path in sorted(out.glob("replies.*.jsonl")):
+        for r in read_jsonl(path):
+            replies[r["id"]] = r["reply"]
+    for d in data_dirs:
+        text = read_kv(d / "text")
+        emo = read_kv(d / "utt2emo") if (d / "utt2emo").exists() else {}
+        for task in tasks:
+            result, empty = {}, 0
+            for utt in text:
+                pid = prompt_id(task, teacher_prompt(conf, task, text[utt], emo.get(utt, "")))
+                if pid not in replies:
+                    raise SystemExit(f"teacher_generate merge: no reply for utterance '{utt}' of {d} (task "
+                                     f"{task}, prompt {pid}); run the generate step again")
+                reply = replies[pid]
+                if not reply:
+                    empty += 1
+                    reply = "..."  # the LLM stopped at once; keep a visible token rather than an empty line
+                result[utt] = reply
+            write_kv(d / task, result)
+            logging.info(f"{d}/{task}: {len(result)} replies" + (f" ({empty} empty, written as '...')" if empty else ""))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("step", choices=["prepare", "generate", "merge"])
+    p.add_argument("--out", type=Path, required=True, help="teacher dir (prompts.jsonl, replies.*.jsonl)")
+    p.add_argument("--data_dirs", type=Path, nargs="*", default=[])
+    p.add_argument("--tasks", nargs="+", default=["response", "response_neutral"])
+    p.add_argument("--config", type=Path, required=True,
+                   help="teacher YAML: llm_conf, prompt_conf, batch_size, max_new_tokens")
+    p.add_argument("--shard", type=int, default=1)
+    p.add_argument("--num_shards", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    with open(args.config, encoding="utf-8") as f:
+        cfg = yaml.safe_load(f)
+    conf = load_prompt_conf(cfg["prompt_conf"])
+    if args.step == "prepare":
+        n = prepare(args.data_dirs, args.tasks, conf, args.out)
+        logging.info(f"{n} unique teacher prompts in {args.out / 'prompts.jsonl'}")
+    elif args.step == "generate":
+        generate(args.out, args.shard, args.num_shards, cfg["llm_conf"], conf.get("system"),
+                 cfg.get("batch_size", 16), cfg.get("max_new_tokens", 64), args.device)
+    else:
+        merge(args.data_dirs, args.tasks, conf, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""Teacher prompts from a prompt YAML: fill {text}, {emotion} and {description} for one utterance."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Tuple
+
+import yaml
+
+
+def label_words(conf: dict, label: str, where: str = "") -> Tuple[str, str]:
+    """(word, description) of an utt2emo label; an unknown label is an error naming the utterance."""
+    labels = conf.get("labels") or {}
+    if label not in labels:
+        raise KeyError(f"{where}label '{label}' has no entry under 'labels' in the prompt config "
+                       f"(known: {', '.join(sorted(map(str, labels)))})")
+    entry = labels[label]
+    if isinstance(entry, str):
+        return entry, f"The user sounds {entry}"
+    return entry["word"], entry.get("description", f"The user sounds {entry['word']}")
+
+
+def teacher_prompt(conf: dict, task: str, text: str, label: str = "", where: str = "") -> str:
+    """The text-only user turn whose reply is the target of ``task``."""
+    templates = conf["teacher"]
+    if task not in templates:
+        raise KeyError(f"prompt config has no teacher template '{task}' (has: {sorted(templates)})")
+    fields: Dict[str, str] = {"text": text.strip()}
+    template = templates[task]
+    if "{emotion}" in template or "{description}" in template:
+        fields["emotion"], fields["description"] = label_words(conf, label, where)
+    return template.format(**fields)
+
+
+def load_prompt_conf(value) -> dict:
+    """``prompt_conf`` as given: a dict, or the path of a prompt YAML (see conf/prompts/)."""
+    if isinstance(value, dict):
+        return value
+    if value is None:
+        raise ValueError("--prompt_conf is required (a YAML file such as conf/prompts/emotion.yaml)")
+    path = Path(value)
+    if not path.exists():
+        raise FileNotFoundError(f"prompt config {path} not found")
+    with open(path, encoding="utf-8") as f:
+        conf = yaml.safe_load(f)
+    if "student" not in conf or "teacher" not in conf:
+        raise ValueError(f"{path}: a prompt config needs 'student' and 'teacher' sections")
+    return conf

@@ -1,0 +1,198 @@
+"""ESPnet task ``palign``: align a speech encoder to a frozen LLM's behaviour.
+
+Data: ``speech`` (sound) and one text field per alignment task (``response`` by default) holding the
+teacher's reply, tokenized here by the LLM's own tokenizer. The LLM, the prompts and the tasks are set in
+the training YAML (``llm_conf``, ``prompt_conf``); the prompt YAML file is inlined into the saved config so
+an experiment directory is self-contained.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Callable, Collection, Dict, List, Optional, Tuple
+
+import humanfriendly
+import numpy as np
+import torch
+import yaml
+from espnet2.asr.encoder.abs_encoder import AbsEncoder
+from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
+from espnet2.asr.encoder.e_branchformer_encoder import EBranchformerEncoder
+from espnet2.asr.encoder.transformer_encoder import TransformerEncoder
+from espnet2.asr.frontend.abs_frontend import AbsFrontend
+from espnet2.asr.frontend.default import DefaultFrontend
+from espnet2.asr.frontend.s3prl import S3prlFrontend
+from espnet2.asr.specaug.abs_specaug import AbsSpecAug
+from espnet2.asr.specaug.specaug import SpecAug
+from espnet2.layers.abs_normalize import AbsNormalize
+from espnet2.layers.global_mvn import GlobalMVN
+from espnet2.layers.utterance_mvn import UtteranceMVN
+from espnet2.tasks.abs_task import AbsTask
+from espnet2.train.class_choices import ClassChoices
+from espnet2.train.collate_fn import CommonCollateFn
+from espnet2.train.preprocessor import AbsPreprocessor
+from espnet2.train.trainer import Trainer
+from espnet2.utils.nested_dict_action import NestedDictAction
+from espnet2.utils.types import float_or_none, int_or_none, str2bool, str_or_none
+
+from espnet_ext.palign.llm import ChatTokenizer, FrozenLLM
+from espnet_ext.palign.model import IGNORE, ParaAlignModel, SpeechAdapter
+from espnet_ext.palign.prompts import load_prompt_conf
+
+frontend_choices = ClassChoices(
+    "frontend", classes=dict(default=DefaultFrontend, s3prl=S3prlFrontend),
+    type_check=AbsFrontend, default="s3prl", optional=True)
+specaug_choices = ClassChoices(
+    "specaug", classes=dict(specaug=SpecAug), type_check=AbsSpecAug, default=None, optional=True)
+normalize_choices = ClassChoices(
+    "normalize", classes=dict(global_mvn=GlobalMVN, utterance_mvn=UtteranceMVN),
+    type_check=AbsNormalize, default="utterance_mvn", optional=True)
+encoder_choices = ClassChoices(
+    "encoder", classes=dict(conformer=ConformerEncoder, transformer=TransformerEncoder,
+                            e_branchformer=EBranchformerEncoder),
+    type_check=AbsEncoder, default="conformer")
+
+DEFAULT_LLM_CONF = {"name_or_path": None, "dtype": "auto", "attn_implementation": "sdpa",
+                    "gradient_checkpointing": False}
+
+
+class PalignPreprocessor(AbsPreprocessor):
+    """Tokenize each task's reply with the LLM's tokenizer (+ end-of-turn); keep speech as float32 mono."""
+
+    def __init__(self, train: bool, llm_name_or_path: str, system: Optional[str], tasks: List[str]):
+        super().__init__(train)
+        self.chat = ChatTokenizer(llm_name_or_path, system)
+        self.tasks = tasks
+
+    def __call__(self, uid: str, data: Dict[str, object]) -> Dict[str, np.ndarray]:
+        out = {}
+        for name, value in data.items():
+            if name in self.tasks:
+                if not isinstance(value, str) or not value.strip():
+                    raise ValueError(f"utterance '{uid}': empty '{name}' reply")
+                out[name] = np.array(self.chat.reply_ids(value), dtype=np.int64)
+            elif name == "speech" and isinstance(value, np.ndarray):
+                if value.ndim == 2 and value.shape[1] <= 8:  # (time, channels): stage 2 should have made it mono
+                    value = value.mean(axis=1)
+                out[name] = value.astype(np.float32)
+            else:
+                out[name] = value
+        return out
+
+
+class PalignTask(AbsTask):
+    num_optimizers: int = 1
+    class_choices_list = [frontend_choices, specaug_choices, normalize_choices, encoder_choices]
+    trainer = Trainer
+
+    @classmethod
+    def add_task_arguments(cls, parser: argparse.ArgumentParser):
+        group = parser.add_argument_group(description="Task related")
+        group.add_argument("--llm_conf", action=NestedDictAction, default=dict(DEFAULT_LLM_CONF),
+                           help="frozen LLM: name_or_path (HF id or local folder), dtype (auto|bfloat16|float32),"
+                                " attn_implementation, gradient_checkpointing")
+        group.add_argument("--prompt_conf", default=None,
+                           help="prompt YAML (system, student/teacher templates, emotion words) or a dict")
+        group.add_argument("--tasks", type=str, nargs="+", default=["response"],
+                           help="alignment tasks; each is a text field of the data and a student prompt")
+        group.add_argument("--speech_adapter_conf", action=NestedDictAction,
+                           default={"tokens_per_second": 12.5, "hidden_size": 1024},
+                           help="tokens_per_second (sets the frame stacking) or stack; hidden_size")
+        group.add_argument("--loss", type=str, default="ce", help="alignment loss (ce)")
+        group.add_argument("--loss_conf", action=NestedDictAction, default={}, help="options of the loss")
+        group.add_argument("--freeze_frontend", type=str2bool, default=True,
+                           help="keep the SSL upstream frozen (its layer weights still train)")
+        group.add_argument("--input_size", type=int_or_none, default=None,
+                           help="feature dim when features were dumped by stage 3 (then no frontend)")
+        group.add_argument("--frame_rate", type=float_or_none, default=None,
+                           help="frames per second of dumped features (with --input_size)")
+        group.add_argument("--init", type=str_or_none, default=None, help="ESPnet initialisation of the encoder")
+        group = parser.add_argument_group(description="Preprocess related")
+        group.add_argument("--use_preprocessor", type=str2bool, default=True)
+        for class_choices in cls.class_choices_list:
+            class_choices.add_arguments(group)
+
+    @classmethod
+    def build_collate_fn(cls, args: argparse.Namespace, train: bool) -> Callable[
+            [Collection[Tuple[str, Dict[str, np.ndarray]]]], Tuple[List[str], Dict[str, torch.Tensor]]]:
+        return CommonCollateFn(float_pad_value=0.0, int_pad_value=IGNORE)
+
+    @classmethod
+    def build_preprocess_fn(cls, args: argparse.Namespace, train: bool):
+        if not args.use_preprocessor:
+            return None
+        prompt_conf = load_prompt_conf(args.prompt_conf)
+        return PalignPreprocessor(train, args.llm_conf["name_or_path"], prompt_conf.get("system"), args.tasks)
+
+    @classmethod
+    def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
+        return ("speech",) if inference else ("speech",)
+
+    @classmethod
+    def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
+        return ("response", "response_neutral", "emotion", "style", "asr")
+
+    @classmethod
+    def build_model(cls, args: argparse.Namespace) -> ParaAlignModel:
+        llm_conf = {**DEFAULT_LLM_CONF, **(args.llm_conf or {})}
+        if not llm_conf.get("name_or_path"):
+            raise ValueError("llm_conf.name_or_path is required (an HF model id or a local folder)")
+        args.prompt_conf = load_prompt_conf(args.prompt_conf)  # inlined: config.yaml stands alone
+        system = args.prompt_conf.get("system")
+        missing = [t for t in args.tasks if t not in args.prompt_conf["student"]]
+        if missing:
+            raise ValueError(f"prompt_conf has no student prompt for task(s) {missing}")
+        llm = FrozenLLM(llm_conf["name_or_path"], dtype=llm_conf["dtype"], system=system,
+                        attn_implementation=llm_conf.get("attn_implementation"),
+                        gradient_checkpointing=llm_conf.get("gradient_checkpointing", False))
+
+        if args.input_size is None:
+            frontend = frontend_choices.get_class(args.frontend)(**args.frontend_conf)
+            input_size = frontend.output_size()
+            fs = args.frontend_conf.get("fs", 16000)
+            frame_rate = (humanfriendly.parse_size(fs) if isinstance(fs, str) else fs) / frontend.hop_length
+        else:
+            args.frontend, args.frontend_conf, frontend = None, {}, None
+            input_size = args.input_size
+            if not args.frame_rate:
+                raise ValueError("--frame_rate is required with --input_size (dumped features)")
+            frame_rate = args.frame_rate
+        specaug = specaug_choices.get_class(args.specaug)(**args.specaug_conf) if args.specaug else None
+        if args.normalize and not getattr(args, "collect_stats", False):
+            normalize = normalize_choices.get_class(args.normalize)(**args.normalize_conf)
+        else:  # stage 5 computes the statistics that global_mvn needs
+            normalize = None
+        encoder = encoder_choices.get_class(args.encoder)(input_size=input_size, **args.encoder_conf)
+
+        adapter_conf = dict(args.speech_adapter_conf)
+        if "stack" not in adapter_conf:
+            rate = encoder_frame_rate(encoder, input_size, frame_rate)
+            adapter_conf["stack"] = max(1, round(rate / adapter_conf.pop("tokens_per_second", 12.5)))
+            logging.info(f"encoder output {rate:.1f} frames/s -> stacking {adapter_conf['stack']} "
+                         f"-> {rate / adapter_conf['stack']:.1f} speech tokens/s")
+        adapter_conf.pop("tokens_per_second", None)
+        args.speech_adapter_conf = adapter_conf  # the stack is fixed from now on, also when reloaded
+        adapter = SpeechAdapter(encoder.output_size(), llm.hidden_size, **adapter_conf)
+
+        model = ParaAlignModel(
+            frontend=frontend, specaug=specaug, normalize=normalize, encoder=encoder, adapter=adapter, llm=llm,
+            prompts={t: args.prompt_conf["student"][t] for t in args.tasks},
+            loss=args.loss, loss_conf=args.loss_conf, freeze_frontend=args.freeze_frontend)
+        if args.init is not None:
+            from espnet2.torch_utils.initialize import initialize
+
+            initialize(model.encoder, args.init)
+        return model
+
+
+@torch.no_grad()
+def encoder_frame_rate(encoder: AbsEncoder, input_size: int, frame_rate: float, seconds: float = 4.0) -> float:
+    """Measure the encoder's output frames per second on dummy input (any subsampling scheme)."""
+    frames = int(seconds * frame_rate)
+    x = torch.zeros(1, frames, input_size)
+    was_training = encoder.training
+    encoder.eval()
+    _, lengths, _ = encoder(x, torch.tensor([frames]))
+    encoder.train(was_training)
+    return float(lengths[0]) / seconds

@@ -50,3 +50,50 @@ def make_data_dir(path: Path, utts, fs=16000, emotions=("happy", "sad")):
 def data_dir(tmp_path):
     utts = [(f"spk{s}_utt{i}", f"spk{s}") for s in (1, 2) for i in range(3)]
     return make_data_dir(tmp_path / "data", utts)
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(tmp_path_factory):
+    """A tiny random Llama with a BPE tokenizer and ChatML template, built by the project's own tool."""
+    from espnet_ext.bin import prepare_llm
+
+    out = tmp_path_factory.mktemp("llm") / "tiny"
+    sentences = ROOT / "egs" / "synth_emo" / "palign1" / "local" / "sentences.txt"
+    assert prepare_llm.main(["--source", "tiny", "--out", str(out), "--corpus", str(sentences)]) == 0
+    return out
+
+
+REPLIES = {"happy": "That is wonderful news!", "sad": "I am so sorry to hear that.",
+           "angry": "Please calm down, we will fix it.", "neutral": "Thanks for telling me."}
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory):
+    """synth_emo at a small size, with hand-written emotion-dependent replies as the ``response`` targets."""
+    from espnet_ext.datadir import read_kv, write_kv
+    from espnet_ext.synth.synth_emo import Design, build
+
+    out = tmp_path_factory.mktemp("corpus")
+    design = Design(train_voices=2, valid_voices=1, num_unseen_sentences=4, num_valid_sentences=2,
+                    num_test_sentences=2, num_test_unseen_sentences=2, max_train_sentences=3)
+    build(ROOT / "egs" / "synth_emo" / "palign1" / "local" / "sentences.txt", out / "data", out / "wav",
+          seed=5, design=design, progress=False)
+    for split in ("train", "valid", "test"):
+        emo = read_kv(out / "data" / split / "utt2emo")
+        write_kv(out / "data" / split / "response", {u: REPLIES[e] for u, e in emo.items()})
+        (out / "data" / split / "speech_shape").write_text(
+            "".join(f"{u} {soundfile.info(p).frames}\n" for u, p in read_kv(out / "data" / split / "wav.scp").items()))
+    return out / "data"
+
+
+def tiny_train_args(llm_dir, **extra):
+    """Command-line options of a tiny ParaAlign model (the same keys as the recipes' YAML)."""
+    args = ["--llm_conf", f"name_or_path={llm_dir}", "--prompt_conf", str(ROOT / "conf" / "prompts" / "emotion.yaml"),
+            "--frontend", "s3prl", "--frontend_conf", "frontend_conf={upstream: fbank}",
+            "--normalize", "utterance_mvn", "--encoder", "transformer",
+            "--encoder_conf", "output_size=32", "--encoder_conf", "attention_heads=2",
+            "--encoder_conf", "linear_units=64", "--encoder_conf", "num_blocks=1",
+            "--speech_adapter_conf", "hidden_size=32"]
+    for k, v in extra.items():
+        args += [f"--{k}", str(v)]
+    return args

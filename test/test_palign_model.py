@@ -1,0 +1,178 @@
+"""The ParaAlign model through ESPnet's own trainer: the LLM stays frozen and out of checkpoints,
+the speech is spliced at the right place, checkpoints refuse a different LLM, decoding works."""
+import hashlib
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from conftest import tiny_train_args
+from espnet_ext.datadir import read_kv
+from espnet_ext.tasks.palign import PalignTask
+
+
+def _param_hashes(module):
+    return {n: hashlib.sha1(p.detach().cpu().numpy().tobytes()).hexdigest() for n, p in module.named_parameters()}
+
+
+class ObservedTask(PalignTask):
+    """PalignTask that keeps a handle on the model it builds, so the test can look at the LLM afterwards."""
+    built = []
+
+    @classmethod
+    def build_model(cls, args):
+        model = super().build_model(args)
+        cls.built.append((model, _param_hashes(model.llm.model)))
+        return model
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_llm, small_corpus, tmp_path_factory):
+    exp = tmp_path_factory.mktemp("exp") / "palign"
+    data = []
+    for phase, split in (("train", "train"), ("valid", "valid")):
+        data += [f"--{phase}_data_path_and_name_and_type", f"{small_corpus / split / 'wav.scp'},speech,sound",
+                 f"--{phase}_data_path_and_name_and_type", f"{small_corpus / split / 'response'},response,text",
+                 f"--{phase}_shape_file", str(small_corpus / split / "speech_shape")]
+    ObservedTask.built.clear()
+    ObservedTask.main(cmd=tiny_train_args(tiny_llm) + data + [
+        "--output_dir", str(exp), "--max_epoch", "2", "--batch_type", "sorted", "--batch_size", "4",
+        "--optim", "adam", "--optim_conf", "lr=0.003", "--num_att_plot", "0", "--num_workers", "0",
+        "--keep_nbest_models", "2", "--seed", "0"])
+    model, hashes_before = ObservedTask.built[-1]
+    return exp, model, hashes_before
+
+
+def test_llm_is_untouched_by_training(trained):
+    _, model, before = trained
+    assert _param_hashes(model.llm.model) == before
+    assert all(not p.requires_grad for p in model.llm.model.parameters())
+    assert not model.llm.model.training  # the Trainer's model.train() does not reach the LLM
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and not any(n.startswith("llm") for n in trainable)
+
+
+def test_checkpoints_hold_trainable_parts_only(trained):
+    exp, model, _ = trained
+    llm_tensors = [p.detach() for p in model.llm.model.parameters()]
+    expected = sum(t.numel() for t in model.state_dict().values())
+    files = sorted(exp.glob("*.pth"))
+    assert {"1epoch.pth", "2epoch.pth", "valid.loss.ave.pth", "checkpoint.pth"} <= {f.name for f in files}
+    for f in files:
+        state = torch.load(f, map_location="cpu", weights_only=False)
+        if f.name == "checkpoint.pth":
+            n_opt_states = len(state["optimizers"][0]["state"])
+            assert n_opt_states == sum(1 for p in model.parameters() if p.requires_grad)
+            state = state["model"]
+        assert not any(k.startswith("llm.") for k in state), f.name
+        assert not any(v.shape == t.shape and torch.equal(v, t) for v in state.values() for t in llm_tensors), f.name
+        assert sum(v.numel() for v in state.values()) == expected, f.name
+        if f.name != "checkpoint.pth":
+            assert f.stat().st_size < 4 * expected + 200_000, f.name  # fp32 trainable parts + pickle overhead
+
+
+def test_checkpoint_refuses_another_llm(trained, tmp_path):
+    from espnet_ext.bin.prepare_llm import build_tiny
+
+    exp, _, _ = trained
+    other = tmp_path / "other"
+    build_tiny(other, ["some other text to train on", "and more text"], seed=1)
+    config = exp / "config.yaml"
+    text = config.read_text().replace(str(read_llm_path(config)), str(other))
+    (tmp_path / "config.yaml").write_text(text)
+    with pytest.raises(ValueError, match="aligned to another LLM"):
+        PalignTask.build_model_from_file(tmp_path / "config.yaml", exp / "valid.loss.ave.pth")
+
+
+def read_llm_path(config):
+    import yaml
+
+    return yaml.safe_load(config.read_text())["llm_conf"]["name_or_path"]
+
+
+def test_reloaded_model_generates_same_batched_and_alone(trained, small_corpus):
+    exp, _, _ = trained
+    model, args = PalignTask.build_model_from_file(exp / "config.yaml", exp / "valid.loss.ave.pth")
+    model.eval()
+    assert args.prompt_conf["student"]["response"] == "<speech>"  # prompt YAML inlined in config.yaml
+    wavs = [soundfile.read(p, dtype="float32")[0] for p in list(read_kv(small_corpus / "test" / "wav.scp").values())[:3]]
+    lengths = torch.tensor([len(w) for w in wavs])
+    speech = torch.zeros(3, int(lengths.max()))
+    for i, w in enumerate(wavs):
+        speech[i, : len(w)] = torch.from_numpy(w)
+    batched = model.generate(speech, lengths, max_new_tokens=6)
+    alone = [model.generate(speech[i:i + 1, : lengths[i]], lengths[i:i + 1], max_new_tokens=6)[0] for i in range(3)]
+    assert batched == alone
+    pooled = model.pooled_speech_tokens(speech, lengths)
+    assert pooled.shape == (3, model.llm.hidden_size)
+
+
+def test_splice_puts_reply_predictions_at_the_right_positions(tiny_llm):
+    """With token embeddings in place of speech, the spliced forward must equal the LLM's own forward."""
+    model = PalignTask.build_model(PalignTask.get_parser().parse_args(tiny_train_args(tiny_llm)))
+    model.eval()
+    chat = model.llm.chat
+    texts, replies = ["my manager called", "the results came back this morning"], ["sorry", "that is great news"]
+    emb = [model.llm.embed(torch.tensor(chat.encode(t))) for t in texts]
+    lengths = torch.tensor([e.shape[0] for e in emb])
+    speech = torch.zeros(2, int(lengths.max()), emb[0].shape[1])
+    for i, e in enumerate(emb):
+        speech[i, : len(e)] = e
+    reply_ids = [chat.reply_ids(r) for r in replies]
+    reply = torch.full((2, max(map(len, reply_ids))), -32768)
+    for i, r in enumerate(reply_ids):
+        reply[i, : len(r)] = torch.tensor(r)
+    inputs, mask, index = model.splice("response", speech, lengths, reply, torch.tensor(list(map(len, reply_ids))))
+    got = model.reply_logits(inputs, mask, index)
+    prompt = chat.speech_prompt("<speech>")
+    want = []
+    for t, r in zip(texts, reply_ids):
+        ids = prompt.prefix + chat.encode(t) + prompt.suffix + r
+        logits = model.llm.model(input_ids=torch.tensor([ids])).logits[0]
+        start = len(ids) - len(r)
+        want.append(logits[start - 1: len(ids) - 1])
+    assert torch.allclose(got, torch.cat(want), atol=1e-4)
+
+
+def test_inference_cli_any_rate_and_prompt(trained, small_corpus, tmp_path, capsys):
+    from espnet_ext.bin import palign_inference
+
+    exp, _, _ = trained
+    x, sr = soundfile.read(next(iter(read_kv(small_corpus / "test" / "wav.scp").values())), dtype="float32")
+    t_new = np.arange(int(len(x) * 44100 / sr)) / 44100
+    stereo = np.interp(t_new, np.arange(len(x)) / sr, x)
+    soundfile.write(tmp_path / "stereo44k.wav", np.stack([stereo, 0.5 * stereo], axis=1), 44100)
+    assert palign_inference.main(["--model_dir", str(exp), "--wav", str(tmp_path / "stereo44k.wav"),
+                                  "--max_new_tokens", "5", "--device", "cpu"]) == 0
+    assert palign_inference.main(["--model_dir", str(exp), "--wav", str(tmp_path / "stereo44k.wav"),
+                                  "--prompt", "What emotion do you hear?", "--max_new_tokens", "5",
+                                  "--device", "cpu"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2
+    with pytest.raises(SystemExit, match="no such file"):
+        palign_inference.main(["--model_dir", str(exp), "--wav", str(tmp_path / "missing.wav"), "--device", "cpu"])
+
+
+def test_decode_dir_resumes_without_duplicates(trained, small_corpus, tmp_path):
+    from espnet_ext.bin import palign_inference
+
+    exp, _, _ = trained
+    out = tmp_path / "text"
+    keys = list(read_kv(small_corpus / "test" / "wav.scp"))
+    out.write_text(f"{keys[1]} an earlier reply\n")  # as if a previous run stopped after one utterance
+    args = ["--model_dir", str(exp), "--data_dir", str(small_corpus / "test"), "--output", str(out),
+            "--batch_size", "3", "--max_new_tokens", "4", "--device", "cpu"]
+    assert palign_inference.main(args) == 0
+    decoded = read_kv(out)
+    assert list(decoded) == sorted(keys) and decoded[keys[1]] == "an earlier reply"
+
+
+def test_preprocessor_names_utterance_with_empty_reply(tiny_llm):
+    args = PalignTask.get_parser().parse_args(tiny_train_args(tiny_llm))
+    pre = PalignTask.build_preprocess_fn(args, train=True)
+    out = pre("spk1_x", {"speech": np.zeros((1600, 2), dtype=np.float64), "response": "Thanks."})
+    assert out["speech"].shape == (1600,) and out["speech"].dtype == np.float32
+    assert out["response"][-1] == pre.chat.end_of_turn
+    with pytest.raises(ValueError, match="utterance 'spk1_y': empty 'response'"):
+        pre("spk1_y", {"response": "  "})

@@ -1,0 +1,63 @@
+"""Stage 4: teacher prompts from the prompt YAML, batched generation, resume after a kill, merge."""
+import json
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from espnet_ext.bin import teacher_generate
+from espnet_ext.datadir import read_kv
+from espnet_ext.palign.prompts import load_prompt_conf, teacher_prompt
+
+PROMPTS = ROOT / "conf" / "prompts" / "emotion.yaml"
+
+
+def test_teacher_prompt_fills_label_words_and_rejects_unknown_labels():
+    conf = load_prompt_conf(PROMPTS)
+    assert teacher_prompt(conf, "response", " I lost my keys. ", "sad") == "(The user sounds sad.) I lost my keys."
+    assert teacher_prompt(conf, "response", "Hi.", "whisper") == "(The user is whispering.) Hi."
+    assert teacher_prompt(conf, "response", "Hi.", "hap") == "(The user sounds happy.) Hi."
+    assert teacher_prompt(conf, "response_neutral", "Hi.", "no-such-label") == "Hi."
+    with pytest.raises(KeyError, match="utterance 'u1': label 'zzz' has no entry"):
+        teacher_prompt(conf, "response", "Hi.", "zzz", where="utterance 'u1': ")
+
+
+def test_generate_resumes_after_interruption(tiny_llm, small_corpus, tmp_path):
+    config = tmp_path / "teacher.yaml"
+    config.write_text(yaml.safe_dump({"llm_conf": {"name_or_path": str(tiny_llm)}, "prompt_conf": str(PROMPTS),
+                                      "batch_size": 4, "max_new_tokens": 5}))
+    dirs = [str(small_corpus / s) for s in ("train", "test")]
+    common = ["--config", str(config), "--out", str(tmp_path / "t")]
+    assert teacher_generate.main(["prepare", *common, "--data_dirs", *dirs]) == 0
+    prompts = [json.loads(line) for line in (tmp_path / "t" / "prompts.jsonl").read_text().splitlines()]
+    utts = len(read_kv(small_corpus / "train" / "text")) + len(read_kv(small_corpus / "test" / "text"))
+    assert len(prompts) < 2 * utts  # voices share prompts: each is generated once
+    for shard in (1, 2):
+        assert teacher_generate.main(["generate", *common, "--shard", str(shard), "--num_shards", "2"]) == 0
+    full = {}
+    for shard in (1, 2):
+        full.update({r["id"]: r["reply"] for r in teacher_generate.read_jsonl(tmp_path / "t" / f"replies.{shard}.jsonl")})
+    assert set(full) == {p["id"] for p in prompts}
+
+    # Kill simulation: shard 1 lost its last replies and was cut in the middle of a line.
+    path = tmp_path / "t" / "replies.1.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:2]) + lines[2][: len(lines[2]) // 2])
+    assert teacher_generate.main(["generate", *common, "--shard", "1", "--num_shards", "2"]) == 0
+    again = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(again) == len({r["id"] for r in again}) == len(lines)  # nothing lost, nothing twice
+    assert {r["id"]: r["reply"] for r in again} == {k: v for k, v in full.items() if k in {r["id"] for r in again}}
+
+    assert teacher_generate.main(["merge", *common, "--data_dirs", *dirs]) == 0
+    for d in dirs:
+        for task in ("response", "response_neutral"):
+            assert list(read_kv(f"{d}/{task}")) == list(read_kv(f"{d}/text"))
+
+
+def test_merge_names_utterance_without_reply(small_corpus, tmp_path):
+    config = tmp_path / "teacher.yaml"
+    config.write_text(yaml.safe_dump({"llm_conf": {"name_or_path": "unused"}, "prompt_conf": str(PROMPTS)}))
+    common = ["--config", str(config), "--out", str(tmp_path / "t"), "--data_dirs", str(small_corpus / "valid")]
+    teacher_generate.main(["prepare", *common])
+    with pytest.raises(SystemExit, match="no reply for utterance 'spk03_"):
+        teacher_generate.main(["merge", *common])

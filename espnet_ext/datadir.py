@@ -245,3 +245,30 @@ def combine(dst: Path, srcs: Sequence[Path]) -> int:
         write_kv(dst / name, kv)
     fix(dst)
     return len(origin)
+
+
+def relabel(data_dir: Path, mapping: Dict[str, str], drop_unmapped: bool = False) -> Dict[str, int]:
+    """Map ``utt2emo`` labels into another label space, keeping the originals in ``utt2origemo``.
+
+    A label without a mapping is an error naming the utterance, or (``drop_unmapped``) its utterances are
+    dropped and counted. Returns the counts per new label (and ``dropped``)."""
+    data_dir = Path(data_dir)
+    emo = read_kv(data_dir / "utt2emo")
+    orig = read_kv(data_dir / "utt2origemo") if (data_dir / "utt2origemo").exists() else dict(emo)
+    new, dropped = {}, 0
+    for lineno, (utt, label) in enumerate(emo.items(), 1):
+        if label in mapping:
+            new[utt] = mapping[label]
+        elif drop_unmapped:
+            dropped += 1
+        else:
+            raise DataDirError(f"{data_dir / 'utt2emo'}:{lineno}: utterance '{utt}': label '{label}' has no mapping")
+    write_kv(data_dir / "utt2emo", new)
+    write_kv(data_dir / "utt2origemo", {u: orig[u] for u in new})
+    if dropped:
+        fix(data_dir)
+    counts: Dict[str, int] = {}
+    for label in new.values():
+        counts[label] = counts.get(label, 0) + 1
+    counts["dropped"] = dropped
+    return counts

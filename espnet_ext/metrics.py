@@ -63,14 +63,17 @@ EMOTION_WORDS: Dict[str, Sequence[str]] = {
               "outraged", "hostile"),
 }
 NEGATIONS = {"not", "no", "never", "isn't", "aren't", "wasn't", "don't", "doesn't", "nor", "hardly", "without"}
-INTENSIFIERS = {"very", "really", "so", "too", "that", "particularly", "especially", "at", "all", "a", "bit"}
+# A negation reaches at most this many words back, and not across a hedge or contrast word.
+NEGATION_SCOPE = 3
+SCOPE_BREAKS = {"but", "maybe", "perhaps", "probably", "rather", "possibly", "sure", "more", "instead", "yet"}
 
 
 def map_emotion(answer: str, words: Dict[str, Sequence[str]] = EMOTION_WORDS) -> Optional[str]:
     """The label a free-text answer names, or None.
 
-    A label word counts unless a negation stands right before it (intensifiers may sit in between:
-    "not angry", "not very happy"). An answer that names exactly one label maps to it ("I'm not sure, maybe
+    A label word counts unless a negation stands up to three words before it with no hedge or contrast
+    word in between ("not angry", "not very happy", "I don't think you're happy" are negated; in "I'm not
+    sure, maybe sad" and "not angry but happy" the label after the hedge counts). An answer that names exactly one label maps to it ("I'm not sure, maybe
     sad?" -> sad); one that names none, or several different ones ("happy or sad"), is unmapped (None) and
     is scored as wrong."""
     tokens = re.findall(r"[a-z]+(?:['-][a-z]+)*", answer.lower())
@@ -79,12 +82,15 @@ def map_emotion(answer: str, words: Dict[str, Sequence[str]] = EMOTION_WORDS) ->
     for i, tok in enumerate(tokens):
         if tok not in lookup:
             continue
-        j = i - 1
-        while j >= 0 and tokens[j] in INTENSIFIERS:
-            j -= 1
-        if j >= 0 and (tokens[j] in NEGATIONS or tokens[j].endswith("n't")):
-            continue
-        found.append(lookup[tok])
+        negated = False
+        for j in range(i - 1, max(-1, i - 1 - NEGATION_SCOPE), -1):
+            if tokens[j] in SCOPE_BREAKS or tokens[j] in lookup:
+                break
+            if tokens[j] in NEGATIONS or tokens[j].endswith("n't"):
+                negated = True
+                break
+        if not negated:
+            found.append(lookup[tok])
     labels = list(dict.fromkeys(found))
     return labels[0] if len(labels) == 1 else None
 

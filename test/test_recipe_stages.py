@@ -1,5 +1,7 @@
 """The synth_emo recipe end to end through run.sh, in a recipe dir made by the template's setup.sh:
-stages 1-2 (data), then 3-7 with the tiny LLM (teacher, stats, training, decoding)."""
+stages 1-2 (data), then 3-12 with the tiny LLM (teacher, stats, training, decoding, scoring, baselines,
+RESULTS.md)."""
+import json
 import shutil
 
 from conftest import ROOT, TEMPLATE, run
@@ -29,7 +31,7 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
 
     proc = run(["./run.sh", "--llm", "tiny", "--stage", "3"], cwd=recipe)
     log = proc.stdout + proc.stderr
-    for stage in range(3, 8):
+    for stage in range(3, 13):
         assert f"Stage {stage}:" in log
     exp = recipe / "exp" / "palign_train_tiny"
     assert (exp / "valid.loss.ave.pth").exists() and "2epoch results" in (exp / "train.log").read_text()
@@ -38,3 +40,19 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
         assert list(replies) == list(datadir.read_kv(recipe / "dump" / "raw" / split / "utt2spk"))
         teacher = datadir.read_kv(recipe / "dump" / "raw" / split / "response")
         assert list(teacher) == list(replies)
+    systems = {"ParaAlign": exp / "decode", "semantic": recipe / "exp" / "palign_train_tiny_response_neutral" / "decode"}
+    for name in ("topline", "text_oracle", "text_asr", "cls"):
+        systems[name] = recipe / "exp" / "baselines" / name
+    for name, root in systems.items():
+        for split in ("test", "test_unseen"):
+            scores = json.loads((root / split / "scores.json").read_text())
+            assert 0 <= scores["rougeL"] <= 1 and 0 <= scores["emotion_WA"] <= 1, name
+            assert scores["pairs"] > 0 and "judge_score" in scores, name
+    topline = json.loads((systems["topline"] / "test" / "scores.json").read_text())
+    assert topline["rougeL"] == 1.0 and topline["pair_sensitivity"] == 1.0  # the teacher scored against itself
+    main = json.loads((systems["ParaAlign"] / "test" / "scores.json").read_text())
+    assert 0 <= main["probe_acc"] <= 1
+    results = (recipe / "RESULTS.md").read_text()
+    assert "| Topline: transcript + true emotion (the teacher) |" in results
+    assert "## test_unseen" in results and "images/train_curves.png" in results and "| total |" in results
+    assert (recipe / "images" / "confusion_test.png").exists()

@@ -30,6 +30,11 @@ def main(argv=None) -> int:
     p = sub.add_parser("combine", help="merge data dirs into DST")
     p.add_argument("dst", type=Path)
     p.add_argument("srcs", type=Path, nargs="+")
+    p = sub.add_parser("relabel", help="map utt2emo into another label space (originals kept in utt2origemo)")
+    p.add_argument("data_dir", type=Path)
+    p.add_argument("--map", type=Path, required=True, help="YAML mapping label -> new label")
+    p.add_argument("--section", default=None, help="use this top-level section of the YAML file")
+    p.add_argument("--drop-unmapped", action="store_true", help="drop (and count) utterances with unmapped labels")
     args = parser.parse_args(argv)
 
     try:
@@ -58,6 +63,16 @@ def main(argv=None) -> int:
         elif args.cmd == "split":
             parts = datadir.split(args.data_dir, args.num, by_speaker=args.per_spk)
             print(f"{args.data_dir}: split into {len(parts)} parts under {parts[0].parent}")
+        elif args.cmd == "relabel":
+            import yaml
+
+            mapping = yaml.safe_load(args.map.read_text())
+            if args.section:
+                if args.section not in mapping:
+                    raise datadir.DataDirError(f"{args.map}: no section '{args.section}'")
+                mapping = mapping[args.section]
+            counts = datadir.relabel(args.data_dir, {str(k): str(v) for k, v in mapping.items()}, args.drop_unmapped)
+            print(f"{args.data_dir}: relabelled: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
         elif args.cmd == "combine":
             n = datadir.combine(args.dst, args.srcs)
             print(f"{args.dst}: {n} utterances from {len(args.srcs)} dirs")

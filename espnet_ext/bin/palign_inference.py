@@ -117,8 +117,13 @@ def main(argv=None) -> int:
         p.set_defaults(**conf)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    model, _ = load_model(args.model_dir, args.model_file, args.device)
+    model, train_args = load_model(args.model_dir, args.model_file, args.device)
     user = user_turn(args.prompt)
+    if user is None and args.task not in model.tasks:  # a prompt of the config that was not trained on
+        student = train_args.prompt_conf["student"]
+        if args.task not in student:
+            raise SystemExit(f"--task {args.task}: no such student prompt in the model's prompt_conf ({sorted(student)})")
+        user = student[args.task]
     if args.data_dir:
         if args.output is None:
             p.error("--output is required with --data_dir")

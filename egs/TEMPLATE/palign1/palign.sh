@@ -2,7 +2,13 @@
 # ParaAlign recipe stages, shared by every egs/<corpus>/palign1/run.sh (ESPnet's asr.sh, made short).
 set -euo pipefail
 
-log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (palign.sh:${BASH_LINENO[0]}) $*" >&2; }
+log() {
+    echo "$(date '+%Y-%m-%dT%H:%M:%S') (palign.sh:${BASH_LINENO[0]}) $*" >&2
+    # Stage starts and ends go to a timeline that RESULTS.md reports.
+    if [[ "$*" =~ ^(Stage [0-9]+|Finished) ]] && [ -n "${expdir:-}" ]; then
+        mkdir -p "${expdir}"; echo "$(date +%s) ${BASH_REMATCH[1]}" >> "${expdir}/stage_times"
+    fi
+}
 min() { echo $(( $1 < $2 ? $1 : $2 )); }
 
 # General
@@ -43,6 +49,12 @@ inference_args=""      # more options for it
 inference_model=""     # model file in the experiment dir (default: averaged/best/last)
 inference_tag=""       # decode dir name (default: from the inference config)
 
+# Scoring and baselines (stages 8-12)
+judge_config=""        # YAML: llm_conf, judge_prompt, prompt_conf (empty: no LLM-as-judge score)
+probe_max_utts=600     # training utterances used to fit the linear probe
+baselines="topline text_oracle text_asr semantic cls"  # systems of stages 9-11
+cls_config=""          # ESPnet cls config of the emotion classifier (stage 11)
+
 help_message=$(cat << EOF
 Usage: $0 --train_set <name> --valid_set <name> --test_sets "<name> ..." [options]
 Stages: 1 data prep (local/data.sh) . 2 audio format (${fs} Hz mono, duration filter)
@@ -57,10 +69,14 @@ Options (defaults after the names):
   --palign_config FILE  --palign_args "..."  --palign_tag NAME  --palign_target ${palign_target}
   --num_threads ${num_threads}
   --inference_config FILE  --inference_args "..."  --inference_model FILE  --inference_tag NAME
+  --judge_config FILE  --probe_max_utts ${probe_max_utts}  --baselines "${baselines}"  --cls_config FILE
+Stages 8-12: 8 scoring . 9 text baselines (topline, text_oracle, text_asr) . 10 semantic-only alignment
+        . 11 cascade with an ESPnet emotion classifier . 12 RESULTS.md
 EOF
 )
 
 log "$0 $*"
+orig_args=("$@")
 . utils/parse_options.sh
 [ $# -eq 0 ] || { log "unexpected arguments: $*"; exit 2; }
 . ./path.sh
@@ -198,9 +214,112 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
             ${python} -m espnet_ext.bin.palign_inference --model_dir "${palign_exp}" "${_opts[@]}" \
             --data_dir "${data_feats}/${dset}/split${_n}/JOB" --output "${_dir}/logdir/text.JOB" \
             --device "${_device}" ${inference_args}
-        for i in $(seq "${_n}"); do cat "${_dir}/logdir/text.${i}"; done | LC_ALL=C sort > "${_dir}/text"
-        log "${dset}: $(wc -l < "${_dir}/text") replies in ${_dir}/text"
+        # The same speech, asked "What emotion do you hear?" (the prompt config's student 'emotion' turn).
+        # shellcheck disable=SC2086
+        ${decode_cmd} --gpu "$("${gpu_inference}" && echo 1 || echo 0)" \
+            --num_threads "$(( $(nproc) / _n > 0 ? $(nproc) / _n : 1 ))" JOB=1:"${_n}" "${_dir}/logdir/emotion.JOB.log" \
+            ${python} -m espnet_ext.bin.palign_inference --model_dir "${palign_exp}" "${_opts[@]}" \
+            --data_dir "${data_feats}/${dset}/split${_n}/JOB" --output "${_dir}/logdir/emotion.JOB" \
+            --device "${_device}" ${inference_args} --task emotion --max_new_tokens 8
+        for f in text emotion; do
+            for i in $(seq "${_n}"); do cat "${_dir}/logdir/${f}.${i}"; done | LC_ALL=C sort > "${_dir}/${f}"
+        done
+        log "${dset}: $(wc -l < "${_dir}/text") replies in ${_dir}/text, emotion answers in ${_dir}/emotion"
     done
+fi
+
+# score_system HYP_DIR DSET [probe options]: LLM judge (if configured), then every metric -> scores.json
+score_system() {
+    local hyp=$1 dset=$2; shift 2
+    if [ -n "${judge_config}" ]; then
+        ${python} -m espnet_ext.bin.judge --config "${judge_config}" --ref_dir "${data_feats}/${dset}" \
+            --hyp "${hyp}/text" --output "${hyp}/judge" --device "${_device}"
+    fi
+    ${python} -m espnet_ext.bin.score --ref_dir "${data_feats}/${dset}" --hyp_dir "${hyp}" \
+        --output "${hyp}/scores.json" --prompt_conf "$(prompt_conf_of "${teacher_config}")" "$@"
+}
+prompt_conf_of() { ${python} -c "import sys,yaml; print(yaml.safe_load(open(sys.argv[1]))['prompt_conf'])" "$1"; }
+
+if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
+    _stage=8; require teacher_config
+    log "Stage 8: scoring ${palign_exp}/${inference_tag}"
+    _probe=${palign_exp}/${inference_tag}/probe
+    for dset in ${train_set} ${test_sets}; do
+        _max=0; [ "${dset}" = "${train_set}" ] && _max=${probe_max_utts}
+        ${python} -m espnet_ext.bin.pooled_tokens --model_dir "${palign_exp}" --data_dir "${data_feats}/${dset}" \
+            --output "${_probe}/${dset}.npz" --max_utts "${_max}" --device "${_device}"
+    done
+    for dset in ${test_sets}; do
+        score_system "${palign_exp}/${inference_tag}/${dset}" "${dset}" \
+            --probe_train "${_probe}/${train_set}.npz" --probe_test "${_probe}/${dset}.npz"
+    done
+fi
+
+_bdir=${expdir}/baselines
+if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
+    _stage=9; require teacher_config
+    log "Stage 9: text baselines ($(echo "${baselines}" | tr ' ' '\n' | grep -E '^(topline|text_oracle|text_asr)$' | xargs)) -> ${_bdir}"
+    mkdir -p "${_bdir}/cache"
+    # Replies to the same prompts were written in stage 4: start the cache from them.
+    [ -s "${_bdir}/cache/replies.1.jsonl" ] || cat "${teacher_dir}"/replies.*.jsonl > "${_bdir}/cache/replies.1.jsonl"
+    for dset in ${test_sets}; do
+        for sys in ${baselines}; do
+            _opts=()
+            case "${sys}" in
+                topline) _opts+=(--with_emotion true) ;;
+                text_oracle) _opts+=(--with_emotion false) ;;
+                text_asr)
+                    ${python} -m espnet_ext.bin.asr_transcribe --data_dir "${data_feats}/${dset}" \
+                        --output "${_bdir}/asr/${dset}/text" --device "${_device}" || {
+                        log "text_asr: no ASR model could run (faster-whisper); skipped"; continue; }
+                    _opts+=(--with_emotion false --transcripts "${_bdir}/asr/${dset}/text") ;;
+                *) continue ;;
+            esac
+            ${python} -m espnet_ext.bin.text_system --ref_dir "${data_feats}/${dset}" --out_dir "${_bdir}/${sys}/${dset}" \
+                --config "${teacher_config}" --cache "${_bdir}/cache" --device "${_device}" "${_opts[@]}"
+            score_system "${_bdir}/${sys}/${dset}" "${dset}"
+        done
+    done
+fi
+
+if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ] && [[ " ${baselines} " == *" semantic "* ]]; then
+    log "Stage 10: semantic-only alignment baseline (the encoder aligned to response_neutral)"
+    "$0" "${orig_args[@]}" --stage 6 --stop_stage 8 --palign_target response_neutral
+fi
+
+if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ] && [[ " ${baselines} " == *" cls "* ]]; then
+    _stage=11; require cls_config teacher_config
+    _cls=${_bdir}/cls
+    log "Stage 11: cascade with an emotion classifier (ESPnet cls task) -> ${_cls}"
+    mkdir -p "${_cls}"
+    cut -d' ' -f2 "${data_feats}/${train_set}/utt2emo" | LC_ALL=C sort -u > "${_cls}/labels"
+    echo "<unk>" >> "${_cls}/labels"
+    _data=()
+    for _phase in train valid; do
+        if [ "${_phase}" = train ]; then _dset=${train_set}; else _dset=${valid_set}; fi
+        _data+=(--${_phase}_data_path_and_name_and_type "${data_feats}/${_dset}/wav.scp,speech,sound"
+                --${_phase}_data_path_and_name_and_type "${data_feats}/${_dset}/utt2emo,label,text"
+                --${_phase}_shape_file "${stats_dir}/${_phase}/speech_shape")
+    done
+    ${cuda_cmd} --gpu "${ngpu}" --num_threads "${num_threads}" "${_cls}/train.log" \
+        ${python} -m espnet2.bin.cls_train --config "${cls_config}" --token_list "${_cls}/labels" \
+        "${_data[@]}" --output_dir "${_cls}/model" --ngpu "${ngpu}" --resume true
+    for dset in ${test_sets}; do
+        ${python} -m espnet_ext.bin.cls_predict --model_dir "${_cls}/model" --data_dir "${data_feats}/${dset}" \
+            --output "${_cls}/${dset}/utt2emo_pred" --device "${_device}"
+        ${python} -m espnet_ext.bin.text_system --ref_dir "${data_feats}/${dset}" --out_dir "${_cls}/${dset}" \
+            --config "${teacher_config}" --cache "${_bdir}/cache" --device "${_device}" \
+            --with_emotion true --labels "${_cls}/${dset}/utt2emo_pred"
+        score_system "${_cls}/${dset}" "${dset}"
+    done
+fi
+
+if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
+    log "Stage 12: RESULTS.md"
+    # shellcheck disable=SC2086
+    ${python} -m espnet_ext.bin.make_results --expdir "${expdir}" --test_sets ${test_sets} --output RESULTS.md \
+        --configs "${palign_config}" "${teacher_config}" ${inference_config:+"${inference_config}"} \
+        ${cls_config:+"${cls_config}"} ${judge_config:+--judge_config "${judge_config}"}
 fi
 
 log "Finished stages ${stage}-${stop_stage}."

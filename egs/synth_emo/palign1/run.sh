@@ -7,10 +7,11 @@ set -euo pipefail
 
 llm=smollm2
 stop_stage=100
+cls=mel_conformer
 args=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        --llm) llm=$2; shift 2 ;;
+        --llm) llm=$2; [ "${llm}" = tiny ] && cls=tiny; shift 2 ;;
         --stop_stage) stop_stage=$2; args+=("$1" "$2"); shift 2 ;;
         *) args+=("$1"); shift ;;
     esac
@@ -30,4 +31,6 @@ fi
     --teacher_config "conf/teacher_${llm}.yaml" \
     --palign_config "conf/train_${llm}.yaml" \
     --inference_config conf/decode.yaml \
+    --judge_config "conf/judge_${llm}.yaml" \
+    --cls_config "conf/cls_${cls}.yaml" \
     "${args[@]}"

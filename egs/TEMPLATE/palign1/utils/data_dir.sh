@@ -5,6 +5,7 @@
 #   subset_data_dir.sh SRC DST (--utt-list F | --first N | --last N | --spk-list F)
 #   split_data_dir.sh DIR N [--per-spk]
 #   combine_data.sh DST SRC1 SRC2 ...
+#   relabel_data_dir.sh DIR --map FILE.yaml [--section NAME] [--drop-unmapped]
 # All are python -m espnet_ext.bin.data_dir <action>; see its --help.
 set -euo pipefail
 case "$(basename "$0")" in
@@ -13,6 +14,7 @@ case "$(basename "$0")" in
     subset_data_dir.sh) action=subset ;;
     split_data_dir.sh) action=split ;;
     combine_data.sh) action=combine ;;
+    relabel_data_dir.sh) action=relabel ;;
     *) exec python -m espnet_ext.bin.data_dir "$@" ;;
 esac
 exec python -m espnet_ext.bin.data_dir "$action" "$@"

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# ParaAlign on IEMOCAP (IEMOCAP_full_release), leave-one-session-out. Set IEMOCAP= in db.sh.
+#   ./run.sh [--test_session 5] [palign.sh options]   one fold, in exp/s<N>
+#   local/run_folds.sh [palign.sh options]            all five folds
+set -euo pipefail
+test_session=5
+args=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --test_session) test_session=$2; shift 2 ;;
+        *) args+=("$1"); shift ;;
+    esac
+done
+s=_s${test_session}
+
+./palign.sh \
+    --train_set "train${s}" \
+    --valid_set "valid${s}" \
+    --test_sets "test${s}" \
+    --local_data_opts "--test_session ${test_session}" \
+    --expdir "exp/s${test_session}" \
+    --ngpu 1 --gpu_inference true \
+    --teacher_config conf/teacher_llama3_8b.yaml \
+    --palign_config conf/train_wavlm_large_llama3_8b.yaml \
+    --inference_config conf/decode.yaml \
+    "${args[@]}"

@@ -1,0 +1,1 @@
+../../TEMPLATE/palign1/path.sh

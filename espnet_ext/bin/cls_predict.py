@@ -1,0 +1,40 @@
+"""Emotion labels predicted by an ESPnet ``cls`` model (espnet2.bin.cls_inference.Classification) for every
+utterance of a data dir -> utt2emo-style file, for the cascade baseline (stage 11)."""
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from espnet_ext.audio import load_mono
+from espnet_ext.bin.palign_inference import find_model_file
+from espnet_ext.datadir import read_kv, write_kv
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--model_dir", type=Path, required=True, help="cls_train output dir (config.yaml, *.pth)")
+    p.add_argument("--data_dir", type=Path, required=True)
+    p.add_argument("--output", type=Path, required=True)
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from espnet2.bin.cls_inference import Classification
+
+    model = Classification(args.model_dir / "config.yaml", find_model_file(args.model_dir), device=args.device)
+    wav_scp = read_kv(args.data_dir / "wav.scp")
+    pred = {}
+    for utt in tqdm(wav_scp, desc="classify", mininterval=10):
+        _, _, label = model(load_mono(wav_scp[utt], 16000))
+        pred[utt] = label
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    write_kv(args.output, pred)
+    ref = read_kv(args.data_dir / "utt2emo")
+    acc = sum(pred[u] == ref.get(u) for u in pred) / max(1, len(pred))
+    logging.info(f"{args.output}: {len(pred)} predictions, accuracy against utt2emo {acc:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""Stage 12: RESULTS.md from every scores.json under the experiment dir, with plots next to it.
+
+Systems are found by where their scores lie: ``palign_<tag>/<decode>/<set>`` (ParaAlign; a tag ending in
+``_response_neutral`` is the semantic-only baseline) and ``baselines/<system>/<set>``.
+"""
+import argparse
+import json
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import yaml
+
+SYSTEM_NAMES = {
+    "topline": "Topline: transcript + true emotion (the teacher)",
+    "text_oracle": "Text-only cascade (oracle transcript)",
+    "text_asr": "Text-only cascade (Whisper tiny.en ASR)",
+    "cls": "Cascade + emotion classifier (ESPnet cls)",
+}
+COLUMNS = [  # (key in scores.json, header, format)
+    ("rouge1", "ROUGE-1", "{:.3f}"), ("rougeL", "ROUGE-L", "{:.3f}"), ("semantic_similarity", "Sem. sim.", "{:.3f}"),
+    ("emotion_WA", "Emo WA", "{:.3f}"), ("emotion_UAR", "Emo UAR", "{:.3f}"),
+    ("pair_sensitivity", "Pair sens.", "{:.3f}"), ("probe_acc", "Probe acc", "{:.3f}"),
+    ("judge_score", "Judge (1-10)", "{:.2f}"),
+]
+
+
+def find_systems(expdir: Path, test_sets: List[str]) -> Dict[str, Dict[str, Tuple[Path, dict]]]:
+    """system name -> test set -> (scores.json path, scores)."""
+    systems: Dict[str, Dict[str, Tuple[Path, dict]]] = {}
+    for path in sorted(expdir.glob("**/scores.json")):
+        rel = path.relative_to(expdir).parts
+        dset = rel[-2]
+        if dset not in test_sets:
+            continue
+        if rel[0].startswith("palign_"):
+            tag = rel[0][len("palign_"):]
+            name = (f"Semantic-only alignment ({tag[:-len('_response_neutral')]})" if tag.endswith("_response_neutral")
+                    else f"ParaAlign ({tag})")
+        elif rel[0] == "baselines":
+            name = SYSTEM_NAMES.get(rel[1], rel[1])
+        else:
+            name = "/".join(rel[:-2])
+        systems.setdefault(name, {})[dset] = (path, json.loads(path.read_text()))
+    return systems
+
+
+def system_order(name: str) -> int:
+    for i, prefix in enumerate(["ParaAlign", "Semantic-only", "Text-only cascade (oracle", "Text-only cascade (Whisper",
+                                "Cascade +", "Topline"]):
+        if name.startswith(prefix):
+            return i
+    return 99
+
+
+def table(systems, dset: str) -> List[str]:
+    lines = ["| System | " + " | ".join(h for _, h, _ in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for name in sorted(systems, key=system_order):
+        if dset not in systems[name]:
+            continue
+        s = systems[name][dset][1]
+        cells = [fmt.format(s[k]) if isinstance(s.get(k), (int, float)) else "–" for k, _, fmt in COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def train_curves(expdir: Path) -> Dict[str, Dict[str, List[float]]]:
+    """Per ParaAlign experiment: train/valid loss per epoch, from ESPnet's train.log."""
+    curves = {}
+    pat = re.compile(r"(\d+)epoch results: \[train\].*?\bloss=([\d.]+).*?\[valid\].*?\bloss=([\d.]+)")
+    for log in sorted(expdir.glob("palign_*/train.log")):
+        rows = [pat.search(line) for line in log.read_text(errors="replace").splitlines()]
+        rows = [r for r in rows if r]
+        if rows:
+            curves[log.parent.name] = {"epoch": [int(r.group(1)) for r in rows],
+                                       "train": [float(r.group(2)) for r in rows],
+                                       "valid": [float(r.group(3)) for r in rows]}
+    return curves
+
+
+def plots(systems, curves, test_sets: List[str], out_dir: Path) -> Dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    made = {}
+    if curves:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for name, c in curves.items():
+            ax.plot(c["epoch"], c["train"], "o--", label=f"{name} train")
+            ax.plot(c["epoch"], c["valid"], "o-", label=f"{name} valid")
+        ax.set_xlabel("epoch"), ax.set_ylabel("cross-entropy"), ax.legend(fontsize=7), ax.grid(alpha=0.3)
+        fig.tight_layout(), fig.savefig(out_dir / "train_curves.png", dpi=110), plt.close(fig)
+        made["curves"] = "train_curves.png"
+    for dset in test_sets:
+        main = [n for n in systems if n.startswith("ParaAlign") and dset in systems[n]]
+        if main and "emotion_confusion" in systems[main[0]][dset][1]:
+            conf = systems[main[0]][dset][1]["emotion_confusion"]
+            m = np.array(conf["matrix"])
+            fig, ax = plt.subplots(figsize=(4.5, 3.8))
+            ax.imshow(m, cmap="Blues")
+            ax.set_xticks(range(m.shape[1]), conf["labels"], rotation=45, ha="right")
+            ax.set_yticks(range(m.shape[0]), conf["labels"][: m.shape[0]])
+            for i in range(m.shape[0]):
+                for j in range(m.shape[1]):
+                    ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=8)
+            ax.set_xlabel("answer (mapped)"), ax.set_ylabel("true emotion"), ax.set_title(f"{main[0]}: {dset}", fontsize=8)
+            fig.tight_layout(), fig.savefig(out_dir / f"confusion_{dset}.png", dpi=110), plt.close(fig)
+            made[f"confusion_{dset}"] = f"confusion_{dset}.png"
+        with_emo = [n for n in sorted(systems, key=system_order)
+                    if dset in systems[n] and "emotion_confusion" in systems[n][dset][1]]
+        if with_emo:
+            labels = systems[with_emo[0]][dset][1]["emotion_confusion"]["labels"][:-1]
+            fig, ax = plt.subplots(figsize=(7, 3.5))
+            width = 0.8 / len(with_emo)
+            for k, name in enumerate(with_emo):
+                m = np.array(systems[name][dset][1]["emotion_confusion"]["matrix"])
+                recall = [m[i, i] / max(1, m[i].sum()) for i in range(len(labels))]
+                ax.bar(np.arange(len(labels)) + k * width, recall, width, label=name)
+            ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels)
+            ax.set_ylabel("recall (emotion by prompting)"), ax.set_ylim(0, 1), ax.legend(fontsize=6)
+            fig.tight_layout(), fig.savefig(out_dir / f"per_emotion_{dset}.png", dpi=110), plt.close(fig)
+            made[f"per_emotion_{dset}"] = f"per_emotion_{dset}.png"
+    return made
+
+
+def timeline(expdir: Path) -> List[str]:
+    """Time spent per stage, summed over every run logged in the stage_times file palign.sh appends to
+    (stage 10 re-runs stages 6-8 for the semantic-only model: their time is counted under 6-8)."""
+    path = expdir / "stage_times"
+    if not path.exists():
+        return []
+    events = [line.split(maxsplit=1) for line in path.read_text().splitlines() if line.strip()]
+    spent: Dict[str, float] = {}
+    for (t0, name), (t1, _) in zip(events, events[1:]):
+        if name != "Finished":
+            spent[name] = spent.get(name, 0.0) + float(t1) - float(t0)
+    if not spent:
+        return []
+    rows = ["| stage | seconds |", "|---|---|"] + [f"| {k} | {v:.0f} |" for k, v in
+                                                    sorted(spent.items(), key=lambda kv: int(kv[0].split()[1]))]
+    return rows + [f"| total | {sum(spent.values()):.0f} |"]
+
+
+def environment() -> List[str]:
+    import espnet
+    import torch
+    import transformers
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parents[2]).stdout.strip()
+    except OSError:
+        commit = "?"
+    return [f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}", f"- ParaAlign commit: {commit or '?'}",
+            f"- python {platform.python_version()}, torch {torch.__version__}, espnet {espnet.__version__}, "
+            f"transformers {transformers.__version__}",
+            f"- machine: {platform.machine()}, {torch.get_num_threads()} CPU threads, GPU: {gpu}"]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--expdir", type=Path, required=True)
+    p.add_argument("--test_sets", nargs="+", required=True)
+    p.add_argument("--output", type=Path, default=Path("RESULTS.md"))
+    p.add_argument("--configs", type=Path, nargs="*", default=[])
+    p.add_argument("--judge_config", type=Path, default=None)
+    p.add_argument("--notes", type=Path, default=None, help="markdown inserted after the tables (e.g. run time)")
+    args = p.parse_args(argv)
+    systems = find_systems(args.expdir, args.test_sets)
+    if not systems:
+        raise SystemExit(f"no scores.json under {args.expdir} for {args.test_sets}: run stage 8 first")
+    img_dir = args.output.parent / "images"
+    made = plots(systems, train_curves(args.expdir), args.test_sets, img_dir)
+    any_scores = next(iter(next(iter(systems.values())).values()))[1]
+    lines = ["<!-- Generated by espnet_ext.bin.make_results (stage 12); do not edit by hand. -->",
+             "# RESULTS", "", "## Environments", *environment(), "", "## Configs"]
+    for c in args.configs:
+        lines.append(f"- `{c}`")
+        if c.exists():
+            conf = yaml.safe_load(c.read_text()) or {}
+            llm = (conf.get("llm_conf") or {}).get("name_or_path")
+            fe = ((conf.get("frontend_conf") or {}).get("frontend_conf") or {}).get("upstream")
+            bits = [f"LLM `{llm}`" if llm else "", f"frontend `{fe}`" if fe else "",
+                    f"encoder `{conf.get('encoder')}`" if conf.get("encoder") else ""]
+            if any(bits):
+                lines[-1] += ": " + ", ".join(b for b in bits if b)
+    lines += ["", "## Metrics",
+              "- ROUGE-1/L and semantic similarity: generated replies vs. the emotion-conditioned teacher replies "
+              f"(similarity: {any_scores.get('semantic_similarity_model', 'not computed')}).",
+              "- Emo WA/UAR: the LLM asked \"What emotion do you hear?\"; free-text answers mapped to labels "
+              "(unmapped answers count as wrong).",
+              "- Pair sens.: share of minimal pairs (same sentence and voice, two emotions) whose two replies are "
+              "each closer (ROUGE-L) to their own teacher reply than to the other's.",
+              "- Probe acc: logistic regression on mean-pooled speech tokens (train -> test); speech systems only.",
+              "- Judge: an LLM rates 1-10 how well a reply shows the speaker's emotion was understood."]
+    if args.judge_config and args.judge_config.exists():
+        jc = yaml.safe_load(args.judge_config.read_text())
+        lines.append(f"  Judge model: `{jc['llm_conf']['name_or_path']}`"
+                     + (" — **a weak judge**: a small model, its scores are only indicative." if jc.get("weak_judge") else ""))
+    for dset in args.test_sets:
+        lines += ["", f"## {dset}", "", *table(systems, dset)]
+        for key in (f"confusion_{dset}", f"per_emotion_{dset}"):
+            if key in made:
+                lines += ["", f"![{key}](images/{made[key]})"]
+    if "curves" in made:
+        lines += ["", "## Training curves", "", "![training curves](images/train_curves.png)"]
+    times = timeline(args.expdir)
+    if times:
+        lines += ["", "## Run time per stage (wall clock, summed over the runs in this exp dir)", "", *times]
+    if args.notes and args.notes.exists():
+        lines += ["", args.notes.read_text().strip()]
+    args.output.write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.output} ({len(systems)} systems, {len(args.test_sets)} test sets, {len(made)} plots)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

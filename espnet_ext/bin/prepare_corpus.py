@@ -1,0 +1,58 @@
+"""Stage 1 for real corpora: IEMOCAP, MSP-Podcast and Expresso releases -> Kaldi data dirs.
+
+  prepare_corpus iemocap --root $IEMOCAP --out data [--test_session 5 --label_map 4class --suffix _s5]
+  prepare_corpus msp_podcast --root $MSP_PODCAST --out data [--classes A H S N ... --missing_transcript drop|asr]
+  prepare_corpus expresso --root $EXPRESSO --out data [--splits_dir DIR --conversational false]
+"""
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from espnet_ext.corpora import expresso, iemocap, msp_podcast
+from espnet_ext.corpora.common import CorpusError
+from espnet_ext.datadir import DataDirError
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="corpus", required=True)
+    for name in ("iemocap", "msp_podcast", "expresso"):
+        s = sub.add_parser(name)
+        s.add_argument("--root", type=Path, required=True, help="corpus root (from db.sh)")
+        s.add_argument("--out", type=Path, default=Path("data"))
+        s.add_argument("--no_audio_check", action="store_true", help="do not open every audio file")
+        if name == "iemocap":
+            s.add_argument("--test_session", type=int, default=5)
+            s.add_argument("--label_map", default="4class", choices=sorted(iemocap.LABEL_MAPS))
+            s.add_argument("--valid_ratio", type=float, default=0.1)
+            s.add_argument("--suffix", default="", help="appended to the split names, e.g. _s5 for a fold")
+        elif name == "msp_podcast":
+            s.add_argument("--classes", nargs="+", default=list(msp_podcast.DEFAULT_CLASSES))
+        if name in ("msp_podcast", "expresso"):
+            s.add_argument("--missing_transcript", choices=["drop", "asr"], default="drop")
+        if name == "expresso":
+            s.add_argument("--splits_dir", type=Path, default=None, help="default: ROOT/splits")
+            s.add_argument("--conversational", choices=["true", "false"], default="false")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    check = not args.no_audio_check
+    try:
+        if args.corpus == "iemocap":
+            counts = iemocap.prepare(args.root, args.out, args.test_session, args.label_map, args.valid_ratio,
+                                     args.suffix, check)
+        elif args.corpus == "msp_podcast":
+            counts = msp_podcast.prepare(args.root, args.out, args.classes, args.missing_transcript, check)
+        else:
+            counts = expresso.prepare(args.root, args.out, args.splits_dir, args.conversational == "true",
+                                      args.missing_transcript, check)
+    except (CorpusError, DataDirError) as e:
+        print(f"ERROR: {e}", file=sys.stderr)
+        return 1
+    for split, c in counts.items():
+        print(f"{args.out / split}: " + ", ".join(f"{v} {k}" for k, v in c.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Stage 8: score one system on one test set -> scores.json.
+
+Reads the system's replies (``--hyp_dir``/text) and, when present, its answers to "What emotion do you
+hear?" (``--hyp_dir``/emotion), pooled speech tokens for the linear probe (``--probe_train`` and
+``--probe_test`` .npz) and the judge's scores (``--hyp_dir``/judge). References come from the test data
+dir: ``response`` (emotion-conditioned teacher replies), ``utt2emo``, and ``utt2sentid`` (or ``text``) with
+``utt2spk`` to form minimal pairs.
+"""
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from espnet_ext import metrics
+from espnet_ext.datadir import read_kv
+
+
+def pair_groups(ref_dir: Path) -> dict:
+    """Utterances of one sentence spoken by one speaker: sentence id (or transcript) + speaker."""
+    spk = read_kv(ref_dir / "utt2spk")
+    sent = read_kv(ref_dir / "utt2sentid") if (ref_dir / "utt2sentid").exists() else read_kv(ref_dir / "text")
+    return {u: f"{spk[u]}|{sent[u].lower().strip()}" for u in spk}
+
+
+def load_probe(path: Path):
+    d = np.load(path, allow_pickle=False)
+    return d["x"], [str(y) for y in d["y"]]
+
+
+def score(ref_dir: Path, hyp_dir: Path, label_words: dict, probe_train=None, probe_test=None,
+          embedder=None) -> dict:
+    refs = read_kv(ref_dir / "response")
+    hyps = read_kv(hyp_dir / "text")
+    emo = read_kv(ref_dir / "utt2emo")
+    out = {"num_utts": len(refs)}
+    out.update(metrics.rouge(hyps, refs))
+    if embedder is not None:
+        out["semantic_similarity"] = embedder.similarity(hyps, refs)
+        out["semantic_similarity_model"] = embedder.name
+    out.update(metrics.pair_sensitivity(hyps, refs, metrics.minimal_pairs(pair_groups(ref_dir), emo)))
+    if (hyp_dir / "emotion").exists():
+        words = {label: label_words.get(label, (label,)) for label in sorted(set(emo.values()))}
+        answers = read_kv(hyp_dir / "emotion")
+        pred = {u: metrics.map_emotion(answers.get(u, ""), words) for u in emo}
+        cls = metrics.classification_scores(pred, emo, sorted(words))
+        out.update({"emotion_WA": cls["WA"], "emotion_UAR": cls["UAR"], "emotion_unmapped": cls["unmapped"],
+                    "emotion_confusion": {"labels": cls["labels"] + ["(unmapped)"], "matrix": cls["confusion"]}})
+    if probe_train is not None and probe_test is not None:
+        xtr, ytr = load_probe(probe_train)
+        xte, yte = load_probe(probe_test)
+        out.update(metrics.linear_probe(xtr, ytr, xte, yte))
+        out["probe_chance"] = metrics.majority_share(yte)
+    if (hyp_dir / "judge").exists():
+        judged = [float(v) for v in read_kv(hyp_dir / "judge").values() if v not in ("", "nan")]
+        out["judge_score"] = float(np.mean(judged)) if judged else float("nan")
+        out["judge_parsed"] = len(judged)
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ref_dir", type=Path, required=True, help="test data dir with response, utt2emo, utt2spk")
+    p.add_argument("--hyp_dir", type=Path, required=True, help="dir with text [, emotion, judge]")
+    p.add_argument("--output", type=Path, required=True, help="scores.json")
+    p.add_argument("--probe_train", type=Path, default=None)
+    p.add_argument("--probe_test", type=Path, default=None)
+    p.add_argument("--prompt_conf", type=Path, default=None, help="for the label words of the emotion mapper")
+    p.add_argument("--no_semantic", action="store_true", help="skip the sentence-embedding similarity")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    label_words = dict(metrics.EMOTION_WORDS)
+    if args.prompt_conf is not None:  # corpus labels (neu, hap, ...) -> the words an answer may use
+        from espnet_ext.palign.prompts import label_words as words_of, load_prompt_conf
+
+        conf = load_prompt_conf(args.prompt_conf)
+        for label in conf.get("labels", {}):
+            word = words_of(conf, label)[0]
+            label_words[label] = tuple(metrics.EMOTION_WORDS.get(word, (word,)))
+    embedder = None if args.no_semantic else metrics.SentenceEmbedder()
+    result = score(args.ref_dir, args.hyp_dir, label_words, args.probe_train, args.probe_test, embedder)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=1) + "\n")
+    logging.info(f"{args.output}: " + ", ".join(f"{k}={v:.3f}" for k, v in result.items() if isinstance(v, float)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Text-only systems for the baselines: the frozen LLM answers a transcript (oracle or ASR), with an emotion
+label (true or predicted by a classifier) written into the prompt or none.
+
+Writes <out_dir>/text (replies) and <out_dir>/emotion (answers to "What emotion do you hear?"), the same
+files a speech system's decode writes, so stage 8 scores both alike. Prompts are the teacher templates of
+the prompt config; generation is cached in --cache and resumable like stage 4.
+"""
+import argparse
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+import yaml
+
+from espnet_ext.bin import teacher_generate
+from espnet_ext.datadir import read_kv, write_kv
+from espnet_ext.palign.prompts import load_prompt_conf
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ref_dir", type=Path, required=True, help="test data dir (text, utt2emo)")
+    p.add_argument("--out_dir", type=Path, required=True)
+    p.add_argument("--config", type=Path, required=True, help="teacher YAML (llm_conf, prompt_conf, ...)")
+    p.add_argument("--cache", type=Path, required=True, help="generation cache dir")
+    p.add_argument("--transcripts", type=Path, default=None, help="Kaldi text replacing the oracle transcripts")
+    p.add_argument("--labels", type=Path, default=None, help="utt2emo replacing the true labels (predictions)")
+    p.add_argument("--with_emotion", choices=["true", "false"], required=True,
+                   help="write the (true or --labels) emotion into the prompt")
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    cfg = yaml.safe_load(args.config.read_text())
+    conf = load_prompt_conf(cfg["prompt_conf"])
+
+    view = args.out_dir / "view"  # the test set as this system sees it
+    view.mkdir(parents=True, exist_ok=True)
+    for name in ("text", "utt2emo", "utt2spk"):
+        shutil.copy(args.ref_dir / name, view / name)
+    ref = read_kv(args.ref_dir / "utt2spk")
+    for src, name in ((args.transcripts, "text"), (args.labels, "utt2emo")):
+        if src is not None:
+            kv = read_kv(src)
+            missing = [u for u in ref if u not in kv]
+            if missing:
+                raise SystemExit(f"{src}: no entry for utterance '{missing[0]}' ({len(missing)} missing)")
+            write_kv(view / name, {u: kv[u] for u in ref})
+    reply_task, emotion_task = (("response", "emotion") if args.with_emotion == "true"
+                                else ("response_neutral", "emotion_neutral"))
+    tasks = [reply_task, emotion_task]
+    teacher_generate.prepare([view], tasks, conf, args.cache)
+    teacher_generate.generate(args.cache, 1, 1, cfg["llm_conf"], conf.get("system"), cfg.get("batch_size", 16),
+                              cfg.get("max_new_tokens", 64), args.device)
+    teacher_generate.merge([view], tasks, conf, args.cache)
+    shutil.copy(view / reply_task, args.out_dir / "text")
+    shutil.copy(view / emotion_task, args.out_dir / "emotion")
+    logging.info(f"{args.out_dir}: replies and emotion answers for {len(ref)} utterances")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Expresso: read speech in 8 styles (and, optionally, the improvised conversations) with style labels.
+
+Transcripts: ``read_transcriptions.txt`` (``file_id<TAB>text``; ``*...*`` marks emphasis: stripped for
+``text``, kept in ``text_emphasis``). Splits: ``splits/{train,dev,test}.txt`` of the release or the
+published ``expresso_splits/*.txt``: a ``#`` comment line, then bare ids (``ex01_happy_00357``) or segment
+lines ``id<TAB>(start,end)`` where either end may be empty (``(,60.0s)``). Audio (48 kHz, resampled by
+stage 2): ``audio_48khz/read/<spk>/<style>/<base|longform>/<id>.wav``; base ids may carry a sub-style
+(``ex03_default_emphasis_00010`` is style ``default``). Conversations (optional) are stereo, one channel per
+speaker: ``ex01-ex02_happy-sad_001`` has ex01 (happy) on channel 1 and ex02 (sad) on channel 2.
+Longform segments and conversations have no transcript in the release: they need --missing_transcript asr.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from espnet_ext.corpora.common import (CorpusError, Utt, fill_missing_transcripts, log_counts, require_dir,
+                                       write_data_dir)
+
+READ_STYLES = ("default", "confused", "enunciated", "happy", "laughing", "sad", "whisper", "narration")
+SPLIT_NAMES = {"train": "train", "dev": "valid", "test": "test"}
+
+Segment = Tuple[Optional[float], Optional[float]]
+
+
+def read_split_file(path: Path) -> List[Tuple[str, Segment]]:
+    """(file id, (start, end)) per line; None for an open end. Errors name the file and line."""
+    entries = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.rstrip("\n").split("\t")
+        if len(parts) == 1:
+            entries.append((parts[0].strip(), (None, None)))
+            continue
+        m = re.fullmatch(r"\((\d*\.?\d*)s?,(\d*\.?\d*)s?\)", parts[1].strip().replace(" ", ""))
+        if len(parts) != 2 or not m:
+            raise CorpusError(f"{path}:{lineno}: expected 'id' or 'id<TAB>(start,end)', got {line!r}")
+        start, end = (float(x) if x else None for x in m.groups())
+        entries.append((parts[0].strip(), (start, end)))
+    return entries
+
+
+def strip_emphasis(text: str) -> str:
+    return " ".join(text.replace("*", "").split())
+
+
+def parse_id(file_id: str) -> Tuple[str, List[Tuple[str, str, int]]]:
+    """('read'|'conversational', [(speaker, style, channel or 0), ...]) of a file id."""
+    head, style_field = file_id.split("_")[0], file_id.split("_")[1]
+    speakers = head.split("-")
+    if len(speakers) == 1:
+        return "read", [(speakers[0], style_field, 0)]
+    styles = style_field.split("-")
+    if len(styles) == 1:
+        styles = styles * 2
+    return "conversational", [(speakers[i], styles[i], i + 1) for i in range(2)]
+
+
+def index_audio(audio_dir: Path) -> Dict[str, Path]:
+    index = {}
+    for p in audio_dir.rglob("*.wav"):
+        if p.stem in index:
+            raise CorpusError(f"two audio files named {p.stem}: {index[p.stem]} and {p}")
+        index[p.stem] = p
+    return index
+
+
+def check_root(root: Path, splits_dir: Path) -> None:
+    require_dir(root, "Expresso", "the Expresso release directory (set EXPRESSO= in db.sh)")
+    if not (root / "read_transcriptions.txt").exists() or not (root / "audio_48khz").is_dir():
+        raise CorpusError(f"EXPRESSO={root} does not look like Expresso: expected {root}/read_transcriptions.txt "
+                          f"and {root}/audio_48khz/")
+    for name in SPLIT_NAMES:
+        if not (splits_dir / f"{name}.txt").exists():
+            raise CorpusError(f"Expresso split file {splits_dir}/{name}.txt not found (set --splits_dir to the "
+                              f"release's splits/ or the published expresso_splits/)")
+
+
+def seg_tag(seg: Segment) -> str:
+    """A stable utterance-id part for a segment: start/end in centiseconds ('s' and 'e' for open ends)."""
+    start, end = seg
+    return f"{'s' if start is None else f'{round(start * 100):06d}'}-{'e' if end is None else f'{round(end * 100):06d}'}"
+
+
+def prepare(root: Path, out: Path, splits_dir: Optional[Path] = None, conversational: bool = False,
+            missing_transcript: str = "drop", check_audio: bool = True) -> Dict[str, Dict[str, int]]:
+    root = Path(root)
+    splits_dir = Path(splits_dir) if splits_dir else root / "splits"
+    check_root(root, splits_dir)
+    texts = {}
+    for lineno, line in enumerate((root / "read_transcriptions.txt").read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            if "\t" not in line:
+                raise CorpusError(f"{root}/read_transcriptions.txt:{lineno}: expected 'file_id<TAB>text'")
+            fid, text = line.split("\t", 1)
+            texts[fid.strip()] = text.strip()
+    audio = index_audio(root / "audio_48khz")
+    counts = {}
+    for split_file, split in SPLIT_NAMES.items():
+        utts: List[Utt] = []
+        dropped: Counter = Counter()
+        for fid, seg in read_split_file(splits_dir / f"{split_file}.txt"):
+            kind, parts = parse_id(fid)
+            if kind == "conversational" and not conversational:
+                dropped["conversational (use --conversational true)"] += 1
+                continue
+            if fid not in audio:
+                dropped["no audio"] += 1
+                continue
+            whole_file = seg == (None, None)
+            for spk, style, channel in parts:
+                raw = texts.get(fid) if kind == "read" and whole_file else None
+                utt = (fid if kind == "read" else f"{spk}_{fid}") + ("" if whole_file else f"_{seg_tag(seg)}") \
+                    + (f"_ch{channel}" if channel else "")
+                extra = {"style": style, "corpus": kind}
+                if raw is not None:
+                    extra["text_emphasis"] = raw
+                utts.append(Utt(utt, spk, str(audio[fid]), strip_emphasis(raw) if raw else None, style,
+                                start=seg[0] if not whole_file else None,
+                                end=seg[1] if not whole_file else None,
+                                channel=channel - 1 if channel else None, extra=extra))
+        if any(u.start is not None or u.end is not None for u in utts):
+            for u in utts:  # one segments file for the whole dir: whole files become full-length segments
+                if u.start is None:
+                    u.start = 0.0
+        utts = fill_missing_transcripts(utts, missing_transcript)
+        for u in utts:
+            u.extra.setdefault("text_emphasis", u.text)
+        counts[split] = write_data_dir(out / split, utts, check_audio)
+        log_counts(f"Expresso {split}", utts, dropped)
+    logging.info("Expresso: style labels are the read styles " + ", ".join(READ_STYLES)
+                 + (" plus the conversational ones" if conversational else ""))
+    return counts

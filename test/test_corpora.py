@@ -1,0 +1,272 @@
+"""Corpus recipes on fake releases in the exact on-disk formats (generated here, never committed):
+stage 1-2 through each recipe's run.sh, checking counts, labels, transcripts, speakers and audio."""
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from conftest import ROOT, TEMPLATE, run
+from espnet_ext import datadir
+from espnet_ext.corpora import expresso
+
+
+def tone(path: Path, seconds: float, fs: int, channels: int = 1, freq: float = 220.0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * fs)) / fs
+    x = 0.2 * np.sin(2 * np.pi * freq * t)
+    soundfile.write(str(path), np.stack([x] * channels, axis=1) if channels > 1 else x, fs)
+
+
+# -- fake releases ---------------------------------------------------------------------------------
+
+IEMOCAP_UTTS = [  # (utterance suffix, label, transcript)
+    ("F000", "neu", "Excuse me."), ("M000", "hap", "That is great."), ("F001", "exc", "Oh wow!"),
+    ("M001", "xxx", "Well."), ("F002", "ang", "Stop it."), ("M002", "sad", "I miss her."),
+    ("F003", "fru", "Not again."),
+]
+
+
+def make_iemocap(root: Path) -> Path:
+    for s in range(1, 6):
+        sess = root / f"Session{s}"
+        for dialog in (f"Ses0{s}F_impro01", f"Ses0{s}M_script02_1"):
+            evals = [f"% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]", ""]
+            trans = []
+            for i, (suffix, label, text) in enumerate(IEMOCAP_UTTS):
+                utt = f"{dialog}_{suffix}"
+                evals += [f"[{i * 2.5:.4f} - {i * 2.5 + 2:.4f}]\t{utt}\t{label}\t[2.5000, 3.0000, 3.5000]",
+                          f"C-E1:\tNeutral state;\t()", f"A-E2:\tval 3; act 2; dom  3;\t()", ""]
+                trans.append(f"{utt} [{i * 2.5:08.4f}-{i * 2.5 + 2:08.4f}]: {text}")
+                tone(sess / "sentences" / "wav" / dialog / f"{utt}.wav", 0.4, 16000)
+            trans.append(f"{dialog}_MXX0 [030.0000-031.0000]: [LAUGHTER]")  # no label: ignored
+            (sess / "dialog" / "EmoEvaluation").mkdir(parents=True, exist_ok=True)
+            (sess / "dialog" / "EmoEvaluation" / f"{dialog}.txt").write_text("\n".join(evals) + "\n")
+            (sess / "dialog" / "transcriptions").mkdir(parents=True, exist_ok=True)
+            (sess / "dialog" / "transcriptions" / f"{dialog}.txt").write_text("\n".join(trans) + "\n")
+    return root
+
+
+MSP_ROWS = [  # FileName, EmoClass, SpkrID, Gender, Split_Set, has transcript
+    ("MSP-PODCAST_0001_0001.wav", "H", "127", "Female", "Train", True),
+    ("MSP-PODCAST_0001_0002.wav", "N", "Unknown", "Unknown", "Train", True),
+    ("MSP-PODCAST_0001_0003.wav", "X", "127", "Female", "Train", True),
+    ("MSP-PODCAST_0001_0004.wav", "S", "Unknown", "Unknown", "Train", True),
+    ("MSP-PODCAST_0002_0001.wav", "A", "55", "Male", "Development", True),
+    ("MSP-PODCAST_0002_0002.wav", "S", "Unknown", "Unknown", "Test1", True),
+    ("MSP-PODCAST_0003_0001.wav", "O", "56", "Male", "Test2", True),
+    ("MSP-PODCAST_0003_0002.wav", "U", "56", "Male", "Test2", True),
+    ("MSP-PODCAST_0003_0003.wav", "C", "56", "Male", "Test2", False),
+]
+
+
+def make_msp(root: Path, spelling: str = "labels_consensus.csv") -> Path:
+    (root / "Labels").mkdir(parents=True, exist_ok=True)
+    (root / "Transcripts").mkdir(parents=True, exist_ok=True)
+    lines = ["FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set"]
+    for i, (name, emo, spk, gender, split, has_text) in enumerate(MSP_ROWS):
+        lines.append(f"{name},{emo},4.2,3.8,4.0,{spk},{gender},{split}")
+        tone(root / "Audios" / name, 0.5, 16000)
+        if has_text:
+            (root / "Transcripts" / name.replace(".wav", ".txt")).write_text(f"podcast sentence {i}\n")
+    (root / "Labels" / spelling).write_text("\n".join(lines) + "\n")
+    return root
+
+
+def make_expresso(root: Path) -> Path:
+    audio = root / "audio_48khz"
+    files = {
+        "read/ex01/happy/base/ex01_happy_00001.wav": 0.6,
+        "read/ex01/default/base/ex01_default_emphasis_00002.wav": 0.6,
+        "read/ex01/sad/base/ex01_sad_00003.wav": 0.6,
+        "read/ex02/whisper/base/ex02_whisper_00001.wav": 0.6,
+        "read/ex02/laughing/base/ex02_laughing_00004.wav": 0.6,
+        "read/ex01/default/longform/ex01_default_longform_00001.wav": 3.0,
+    }
+    for rel, sec in files.items():
+        tone(audio / rel, sec, 48000)
+    tone(audio / "conversational/ex01-ex02/default/ex01-ex02_default_008.wav", 3.0, 48000, channels=2)
+    (root / "read_transcriptions.txt").write_text(
+        "ex01_happy_00001\tWe *won* the game!\n"
+        "ex01_default_emphasis_00002\tThe *blue* one, not the red one.\n"
+        "ex01_sad_00003\tShe left this morning.\n"
+        "ex02_whisper_00001\tDon't tell anyone.\n"
+        "ex02_laughing_00004\tThat was *so* funny.\n")
+    splits = root / "splits"
+    splits.mkdir()
+    (splits / "train.txt").write_text("# train split\nex01_happy_00001\nex01_default_emphasis_00002\n"
+                                      "ex01_default_longform_00001\t(1.0s,)\nex01-ex02_default_008\t(2.0s,)\n")
+    (splits / "dev.txt").write_text("# dev split\nex01_sad_00003\nex01_default_longform_00001\t(,1.0s)\n")
+    (splits / "test.txt").write_text("# test split\nex02_whisper_00001\nex02_laughing_00004\n"
+                                     "ex01-ex02_default_008\t(,2.0s)\n")
+    return root
+
+
+# -- recipe runner ---------------------------------------------------------------------------------
+
+
+def recipe_copy(tmp_path: Path, name: str) -> Path:
+    recipe = tmp_path / "egs" / name / "palign1"
+    run([str(TEMPLATE / "setup.sh"), str(recipe)])
+    src = ROOT / "egs" / name / "palign1"
+    shutil.copy(src / "run.sh", recipe / "run.sh")
+    shutil.copytree(src / "local", recipe / "local", dirs_exist_ok=True)
+    shutil.copytree(src / "conf", recipe / "conf", dirs_exist_ok=True)
+    return recipe
+
+
+def emo_counts(d: Path):
+    counts = {}
+    for label in datadir.read_kv(d / "utt2emo").values():
+        counts[label] = counts.get(label, 0) + 1
+    return counts
+
+
+# -- IEMOCAP ---------------------------------------------------------------------------------------
+
+
+def test_iemocap_recipe_stages_1_2(tmp_path):
+    root = make_iemocap(tmp_path / "IEMOCAP_full_release")
+    recipe = recipe_copy(tmp_path, "iemocap")
+    proc = run(["./run.sh", "--test_session", "3", "--stop_stage", "2"], cwd=recipe, env={"IEMOCAP": str(root)})
+    log = proc.stdout + proc.stderr
+    assert "label xxx=2" in log and "label fru=2" in log  # dropped labels are counted per session
+    test = recipe / "data" / "test_s3"
+    assert emo_counts(test) == {"neu": 2, "hap": 4, "ang": 2, "sad": 2}  # hap + exc merged
+    spk = datadir.read_kv(test / "utt2spk")
+    assert spk["Ses03M-Ses03F_impro01_M000"] == "Ses03M"  # the letter after the last underscore
+    assert spk["Ses03F-Ses03M_script02_1_F002"] == "Ses03F"
+    assert datadir.read_kv(test / "text")["Ses03M-Ses03F_impro01_M002"] == "I miss her."
+    train, valid = recipe / "data" / "train_s3", recipe / "data" / "valid_s3"
+    n_train, n_valid = (len(datadir.read_kv(d / "utt2spk")) for d in (train, valid))
+    assert n_train + n_valid == 4 * 10 and n_valid == 5  # one of the 8 training dialogs
+    assert not {u.split("-")[1][:5] for u in datadir.read_kv(train / "utt2spk")} & {"Ses03"}
+    assert datadir.validate(recipe / "dump" / "raw" / "test_s3")["utterances"] == 10
+
+
+def test_iemocap_wrong_root_says_what_is_expected(tmp_path):
+    recipe = recipe_copy(tmp_path, "iemocap")
+    (tmp_path / "empty").mkdir()
+    proc = run(["./run.sh", "--stop_stage", "1"], cwd=recipe, env={"IEMOCAP": str(tmp_path / "empty")}, check=False)
+    assert proc.returncode != 0 and "does not look like IEMOCAP_full_release" in proc.stderr
+    proc = run(["./run.sh", "--stop_stage", "1"], cwd=recipe, env={"IEMOCAP": ""}, check=False)
+    assert proc.returncode != 0 and "IEMOCAP is not set" in proc.stderr
+    proc = run(["./run.sh", "--stop_stage", "1"], cwd=recipe, env={"IEMOCAP": str(tmp_path / "nope")}, check=False)
+    assert proc.returncode != 0 and "does not exist" in proc.stderr
+
+
+# -- MSP-Podcast -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spelling", ["labels_consensus.csv", "labels_concensus.csv"])
+def test_msp_podcast_recipe_stages_1_2(tmp_path, spelling):
+    root = make_msp(tmp_path / "MSP-PODCAST", spelling)
+    recipe = recipe_copy(tmp_path, "msp_podcast")
+    proc = run(["./run.sh", "--stop_stage", "2"], cwd=recipe, env={"MSP_PODCAST": str(root)})
+    log = proc.stdout + proc.stderr
+    assert "class O=1" in log and "class X=1" in log
+    assert "1 utterance(s) have no transcript and are dropped" in log
+    data = recipe / "data"
+    assert emo_counts(data / "train") == {"H": 1, "N": 1, "S": 1}
+    assert emo_counts(data / "valid") == {"A": 1} and emo_counts(data / "test1") == {"S": 1}
+    assert emo_counts(data / "test2") == {"U": 1}
+    spk = datadir.read_kv(data / "train" / "utt2spk")
+    unknown = [s for s in spk.values() if s.startswith("unk-")]
+    assert len(unknown) == len(set(unknown)) == 2  # one speaker id per unknown-speaker utterance
+    assert spk["spk00127-MSP-PODCAST_0001_0001"] == "spk00127"
+    assert set(datadir.read_kv(data / "test1" / "utt2spk").values()).isdisjoint(spk.values())
+    assert datadir.read_kv(data / "train" / "utt2gender")["spk00127-MSP-PODCAST_0001_0001"] == "Female"
+    assert datadir.read_kv(data / "train" / "text")["spk00127-MSP-PODCAST_0001_0001"] == "podcast sentence 0"
+    assert datadir.validate(recipe / "dump" / "raw" / "test2")["utterances"] == 1
+
+
+def test_msp_podcast_wrong_root(tmp_path):
+    recipe = recipe_copy(tmp_path, "msp_podcast")
+    (tmp_path / "x").mkdir()
+    proc = run(["./run.sh", "--stop_stage", "1"], cwd=recipe, env={"MSP_PODCAST": str(tmp_path / "x")}, check=False)
+    assert proc.returncode != 0 and "labels_consensus.csv (or labels_concensus.csv)" in proc.stderr
+
+
+# -- Expresso --------------------------------------------------------------------------------------
+
+
+def test_expresso_split_file_quirks(tmp_path):
+    f = tmp_path / "s.txt"
+    f.write_text("# header\nex01_happy_00357\nex01-ex02_default_008\t(,60.0s)\n"
+                 "ex01_default_longform_00001\t(16.49s,32.98s)\nex04_narration_longform_00001\t(13.87s,)\n")
+    assert expresso.read_split_file(f) == [
+        ("ex01_happy_00357", (None, None)), ("ex01-ex02_default_008", (None, 60.0)),
+        ("ex01_default_longform_00001", (16.49, 32.98)), ("ex04_narration_longform_00001", (13.87, None))]
+    f.write_text("# header\nex01_x\t[1,2]\n")
+    with pytest.raises(Exception, match=r"s.txt:2: expected"):
+        expresso.read_split_file(f)
+    assert expresso.parse_id("ex03_default_emphasis_00010") == ("read", [("ex03", "default", 0)])
+    assert expresso.parse_id("ex01-ex02_happy-sad_001") == (
+        "conversational", [("ex01", "happy", 1), ("ex02", "sad", 2)])
+
+
+def test_expresso_recipe_stages_1_2(tmp_path):
+    root = make_expresso(tmp_path / "expresso")
+    recipe = recipe_copy(tmp_path, "expresso")
+    proc = run(["./run.sh", "--stop_stage", "2"], cwd=recipe, env={"EXPRESSO": str(root)})
+    log = proc.stdout + proc.stderr
+    assert "conversational (use --conversational true)=1" in log
+    data = recipe / "data"
+    assert emo_counts(data / "train") == {"happy": 1, "default": 1}  # longform segment has no transcript
+    assert emo_counts(data / "valid") == {"sad": 1}
+    assert emo_counts(data / "test") == {"whisper": 1, "laughing": 1}
+    text = datadir.read_kv(data / "train" / "text")
+    assert text["ex01_happy_00001"] == "We won the game!"
+    assert datadir.read_kv(data / "train" / "text_emphasis")["ex01_happy_00001"] == "We *won* the game!"
+    assert datadir.read_kv(data / "train" / "utt2spk")["ex01_default_emphasis_00002"] == "ex01"
+    for split in ("train", "valid", "test"):
+        dump = recipe / "dump" / "raw" / split
+        datadir.validate(dump)
+        for path in datadir.read_kv(dump / "wav.scp").values():
+            info = soundfile.info(path)
+            assert info.samplerate == 16000 and info.channels == 1 and abs(info.duration - 0.6) < 0.01
+
+
+def test_expresso_longform_and_conversation_segments_with_asr(tmp_path):
+    """Longform segments and dialogues have no transcript: Whisper (offline tiny.en) makes one; segments
+    and channels are cut right and the ASR-made transcripts are marked."""
+    root = make_expresso(tmp_path / "expresso")
+    expresso.prepare(root, tmp_path / "data", conversational=True, missing_transcript="asr")
+    train = tmp_path / "data" / "train"
+    seg = {k: v.split() for k, v in datadir.read_kv(train / "segments").items()}
+    assert seg["ex01_default_longform_00001_000100-e"] == ["ex01_default_longform_00001", "1.00", "3.00"]
+    assert seg["ex01_happy_00001"] == ["ex01_happy_00001", "0.00", "0.60"]
+    chan = datadir.read_kv(train / "utt2channel")
+    spk = datadir.read_kv(train / "utt2spk")
+    conv = "ex02_ex01-ex02_default_008_000200-e_ch2"
+    assert chan[conv] == "1" and spk[conv] == "ex02" and seg[conv][1:] == ["2.00", "3.00"]
+    source = datadir.read_kv(train / "utt2textsource")
+    assert source[conv] == "asr" and source["ex01_happy_00001"] == "reference"
+    assert datadir.read_kv(train / "text")["ex01_happy_00001"] == "We won the game!"
+
+
+# -- combined recipe -------------------------------------------------------------------------------
+
+
+def test_multi_emo_recipe_shared_label_space(tmp_path):
+    env = {"IEMOCAP": str(make_iemocap(tmp_path / "iemocap")), "MSP_PODCAST": str(make_msp(tmp_path / "msp")),
+           "EXPRESSO": str(make_expresso(tmp_path / "expresso"))}
+    recipe = recipe_copy(tmp_path, "multi_emo")
+    run(["./run.sh", "--stop_stage", "2"], cwd=recipe, env=env)
+    data = recipe / "data"
+    train = emo_counts(data / "train")
+    # IEMOCAP neu/hap/ang/sad + MSP N/H/S + Expresso default/happy share names.
+    n_iemocap_neu = len([u for u, e in datadir.read_kv(data / "iemocap" / "train" / "utt2origemo").items() if e == "neu"])
+    assert train["neutral"] == n_iemocap_neu + 1 + 1  # + MSP N + Expresso default
+    assert set(train) <= {"neutral", "happy", "sad", "angry", "surprised", "fearful", "disgusted",
+                          "contemptuous", "confused", "enunciated", "laughing", "whisper", "narration"}
+    orig = datadir.read_kv(data / "train" / "utt2origemo")
+    emo = datadir.read_kv(data / "train" / "utt2emo")
+    assert {(orig[u], emo[u]) for u in emo} >= {("N", "neutral"), ("default", "neutral"), ("hap", "happy"),
+                                                 ("H", "happy"), ("happy", "happy")}
+    assert emo_counts(data / "expresso_test") == {"whisper": 1, "laughing": 1}
+    assert emo_counts(data / "msp_podcast_test1") == {"sad": 1}
+    assert emo_counts(data / "iemocap_test") == {"neutral": 2, "happy": 4, "angry": 2, "sad": 2}
+    for d in ("train", "valid", "iemocap_test", "msp_podcast_test1", "expresso_test"):
+        datadir.validate(recipe / "dump" / "raw" / d)

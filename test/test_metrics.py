@@ -1,0 +1,82 @@
+"""Every stage-8 metric against small hand-computed cases."""
+import numpy as np
+import pytest
+
+from espnet_ext import metrics
+from espnet_ext.bin.judge import parse_score
+
+
+def test_rouge_hand_computed():
+    # 3 of the reference's 6 unigrams, all 3 of the hypothesis': P=1, R=0.5, F=2/3; the LCS is the same 3 words.
+    s = metrics.rouge({"u": "the cat sat"}, {"u": "the cat sat on the mat"})
+    assert s["rouge1"] == pytest.approx(2 / 3) and s["rougeL"] == pytest.approx(2 / 3)
+    # LCS of "a b c d" and "a c b d" is 3 -> P=R=F=0.75, while ROUGE-1 is 1.
+    s = metrics.rouge({"u": "a b c d"}, {"u": "a c b d"})
+    assert s["rouge1"] == pytest.approx(1.0) and s["rougeL"] == pytest.approx(0.75)
+    with pytest.raises(KeyError, match="no reply, e.g. 'v'"):
+        metrics.rouge({"u": "x"}, {"u": "x", "v": "y"})
+
+
+@pytest.mark.parametrize("answer, label", [
+    ("Sad.", "sad"),
+    ("I'm not sure, maybe sad?", "sad"),
+    ("not angry", None),
+    ("You don't sound angry at all.", None),
+    ("I don't think you're happy", None),
+    ("Not angry but happy, I think.", "happy"),
+    ("not very happy, rather sad", "sad"),
+    ("happy or sad", None),
+    ("I hear frustration in your voice.", "angry"),
+    ("NEUTRAL", "neutral"),
+    ("You sound cheerful and excited!", "happy"),
+    ("Hard to say.", None),
+])
+def test_label_mapper_on_tricky_answers(answer, label):
+    assert metrics.map_emotion(answer) == label
+
+
+def test_classification_scores_hand_computed():
+    ref = {"a": "happy", "b": "happy", "c": "sad", "d": "sad", "e": "sad"}
+    pred = {"a": "happy", "b": "sad", "c": "sad", "d": None, "e": "sad"}
+    s = metrics.classification_scores(pred, ref, ["happy", "sad"])
+    assert s["WA"] == pytest.approx(3 / 5)
+    assert s["UAR"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert s["confusion"] == [[1, 1, 0], [0, 2, 1]] and s["unmapped"] == 1
+
+
+def test_minimal_pair_sensitivity_definition():
+    utt2group = {"a1": "s1", "a2": "s1", "b1": "s2", "b2": "s2", "c1": "s3"}
+    emo = {"a1": "happy", "a2": "sad", "b1": "happy", "b2": "sad", "c1": "happy"}
+    pairs = metrics.minimal_pairs(utt2group, emo)
+    assert sorted(pairs) == [("a1", "a2"), ("b1", "b2")]
+    refs = {"a1": "what great news indeed", "a2": "i am so sorry for you", "b1": "same reply", "b2": "same reply"}
+    hyps = {"a1": "great news", "a2": "so sorry", "b1": "x", "b2": "y"}
+    s = metrics.pair_sensitivity(hyps, refs, pairs)
+    assert s == {"pair_sensitivity": 1.0, "pairs": 1, "pairs_equal_teacher": 1}  # (b1,b2): equal teacher replies
+    same = dict(hyps, a2="great news")  # an emotion-blind system answers both alike
+    assert metrics.pair_sensitivity(same, refs, pairs)["pair_sensitivity"] == 0.0
+    swapped = dict(hyps, a1="so sorry", a2="great news")
+    assert metrics.pair_sensitivity(swapped, refs, pairs)["pair_sensitivity"] == 0.0
+
+
+def test_linear_probe_separates_separable_data():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(-2, 0.5, (20, 4)), rng.normal(2, 0.5, (20, 4))])
+    y = ["sad"] * 20 + ["happy"] * 20
+    s = metrics.linear_probe(x[::2], y[::2], x[1::2], y[1::2])
+    assert s["probe_acc"] == 1.0 and s["probe_uar"] == 1.0
+    assert metrics.majority_share(["a", "a", "b"]) == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("answer, score", [("8", "8"), ("I'd say 7/10.", "7"), ("10.", "10"), ("ten", "nan"),
+                                           ("Score: 3 out of 10", "3")])
+def test_judge_score_parsing(answer, score):
+    assert parse_score(answer) == score
+
+
+def test_sentence_embedding_similarity_is_offline_and_sane():
+    emb = metrics.SentenceEmbedder()
+    same = emb.similarity({"u": "I am very sorry to hear that."}, {"u": "I am very sorry to hear that."})
+    close = emb.similarity({"u": "I'm so sorry that happened."}, {"u": "I am very sorry to hear that."})
+    far = emb.similarity({"u": "The train leaves at six."}, {"u": "I am very sorry to hear that."})
+    assert same == pytest.approx(1.0, abs=1e-4) and close > far

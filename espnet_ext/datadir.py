@@ -223,28 +223,46 @@ def combine(dst: Path, srcs: Sequence[Path]) -> int:
     """Merge data dirs; an utterance id present in two sources is an error, not a silent overwrite."""
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
+    with_segments = [(Path(s) / "segments").exists() for s in srcs]
     common: Optional[set] = None
     for src in srcs:
-        names = set(per_utt_files(Path(src)))
+        names = set(per_utt_files(Path(src))) - {"wav.scp"}
         common = names if common is None else common & names
+    if any(with_segments):
+        common.add("segments")
     merged: Dict[str, Dict[str, str]] = {name: {} for name in sorted(common or [])}
+    merged["wav.scp"] = {}
     origin: Dict[str, Path] = {}
-    for src in srcs:
+    for src, segmented in zip(srcs, with_segments):
+        if any(with_segments) and not segmented:  # whole files become full-length segments
+            merged["wav.scp"].update(read_kv(Path(src) / "wav.scp"))
+            merged["segments"].update(_whole_file_segments(Path(src) / "wav.scp"))
+        else:
+            merged["wav.scp"].update(read_kv(Path(src) / "wav.scp"))
         for name in merged:
+            if name == "wav.scp" or (name == "segments" and not segmented):
+                continue
             for key, value in read_kv(Path(src) / name).items():
                 if name == "utt2spk":
                     if key in origin:
                         raise DataDirError(f"utterance '{key}' is in both {origin[key]} and {src}")
                     origin[key] = Path(src)
                 merged[name][key] = value
-    if all((Path(src) / "segments").exists() for src in srcs):
-        merged["wav.scp"] = {}
-        for src in srcs:
-            merged["wav.scp"].update(read_kv(Path(src) / "wav.scp"))
     for name, kv in merged.items():
         write_kv(dst / name, kv)
     fix(dst)
     return len(origin)
+
+
+def _whole_file_segments(wav_scp: Path) -> Dict[str, str]:
+    import soundfile
+
+    out = {}
+    for utt, path in read_kv(wav_scp).items():
+        if path.endswith("|"):
+            raise DataDirError(f"{wav_scp}: utterance '{utt}': cannot combine a piped entry with segmented dirs")
+        out[utt] = f"{utt} 0.00 {soundfile.info(path).duration:.2f}"
+    return out
 
 
 def relabel(data_dir: Path, mapping: Dict[str, str], drop_unmapped: bool = False) -> Dict[str, int]:

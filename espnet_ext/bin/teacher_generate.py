@@ -21,22 +21,33 @@ import yaml
 from tqdm import tqdm
 
 from espnet_ext.datadir import read_kv, write_kv
-from espnet_ext.palign.prompts import load_prompt_conf, teacher_prompt
+from espnet_ext.palign.prompts import copied_targets, load_prompt_conf, teacher_prompt
+
+FIELD_FILES = {"pitch": "utt2pitch", "pace": "utt2pace", "loudness": "utt2loudness"}
 
 
 def prompt_id(task: str, user: str) -> str:
     return hashlib.sha1(f"{task}\n{user}".encode()).hexdigest()[:16]
 
 
+def utterance_prompts(d: Path, tasks: List[str], conf: dict):
+    """(utt, task, teacher user turn) for every utterance of a data dir and every generated task."""
+    text = read_kv(d / "text")
+    emo = read_kv(d / "utt2emo") if (d / "utt2emo").exists() else {}
+    fields = {name: read_kv(d / f) for name, f in FIELD_FILES.items() if (d / f).exists()}
+    for utt in text:
+        extra = {name: kv[utt] for name, kv in fields.items() if utt in kv}
+        for task in tasks:
+            if task not in copied_targets(conf):
+                yield utt, task, teacher_prompt(conf, task, text[utt], emo.get(utt, ""),
+                                                where=f"{d}: utterance '{utt}': ", extra=extra)
+
+
 def prepare(data_dirs: List[Path], tasks: List[str], conf: dict, out: Path) -> int:
     prompts: Dict[str, dict] = {}
     for d in data_dirs:
-        text = read_kv(d / "text")
-        emo = read_kv(d / "utt2emo") if (d / "utt2emo").exists() else {}
-        for utt in text:
-            for task in tasks:
-                user = teacher_prompt(conf, task, text[utt], emo.get(utt, ""), where=f"{d}: utterance '{utt}': ")
-                prompts.setdefault(prompt_id(task, user), {"id": prompt_id(task, user), "task": task, "user": user})
+        for utt, task, user in utterance_prompts(d, tasks, conf):
+            prompts.setdefault(prompt_id(task, user), {"id": prompt_id(task, user), "task": task, "user": user})
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "prompts.jsonl", "w", encoding="utf-8") as f:
         for pid in sorted(prompts):
@@ -76,6 +87,10 @@ def generate(out: Path, shard: int, num_shards: int, llm_conf: dict, system, bat
     prompts = read_jsonl(out / "prompts.jsonl")[shard - 1::num_shards]
     replies_path = out / f"replies.{shard}.jsonl"
     done = {r["id"] for r in read_jsonl(replies_path, repair=True)}
+    # Prompts answered by an earlier run under another sharding are not generated again.
+    for other in out.glob("replies.*.jsonl"):
+        if other != replies_path:
+            done |= {r["id"] for r in read_jsonl(other, repair=False) if "id" in r}
     todo = [p for p in prompts if p["id"] not in done]
     logging.info(f"shard {shard}/{num_shards}: {len(prompts)} prompts, {len(done)} already answered, {len(todo)} to go")
     if not todo:
@@ -102,12 +117,19 @@ def merge(data_dirs: List[Path], tasks: List[str], conf: dict, out: Path) -> Non
         for r in read_jsonl(path):
             replies[r["id"]] = r["reply"]
     for d in data_dirs:
-        text = read_kv(d / "text")
-        emo = read_kv(d / "utt2emo") if (d / "utt2emo").exists() else {}
-        for task in tasks:
+        for task, source in copied_targets(conf).items():
+            if task in tasks:  # e.g. asr: the target is the transcript itself
+                write_kv(d / task, read_kv(d / source))
+                logging.info(f"{d}/{task}: copied from {source}")
+        by_task: Dict[str, Dict[str, str]] = {}
+        for utt, task, user in utterance_prompts(d, tasks, conf):
+            by_task.setdefault(task, {})[utt] = user
+        for task, users in by_task.items():
             result, empty = {}, 0
-            for utt in text:
-                pid = prompt_id(task, teacher_prompt(conf, task, text[utt], emo.get(utt, "")))
+            # The teacher's user turn of each utterance, one line each, for the KL loss.
+            write_kv(d / f"{task}_prompt", {u: v.replace("\n", "\\n") for u, v in users.items()})
+            for utt, user in users.items():
+                pid = prompt_id(task, user)
                 if pid not in replies:
                     raise SystemExit(f"teacher_generate merge: no reply for utterance '{utt}' of {d} (task "
                                      f"{task}, prompt {pid}); run the generate step again")

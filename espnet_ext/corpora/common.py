@@ -87,6 +87,9 @@ def write_data_dir(out: Path, utts: Iterable[Utt], check_audio: bool = True) -> 
             files.setdefault("utt2channel", {})[u.utt] = str(u.channel)
         for name, value in u.extra.items():
             files.setdefault(f"utt2{name}" if not name.startswith("text_") else name, {})[u.utt] = value
+    if "utt2channel" in files:  # mono recordings beside multi-channel ones: their only channel
+        for u in utts:
+            files["utt2channel"].setdefault(u.utt, "0")
     for name, kv in files.items():
         if len(kv) != len(files["utt2spk"]):
             raise CorpusError(f"{out}/{name}: only {len(kv)} of {len(files['utt2spk'])} utterances have a value")

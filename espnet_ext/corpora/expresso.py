@@ -123,11 +123,11 @@ def prepare(root: Path, out: Path, splits_dir: Optional[Path] = None, conversati
                                 start=seg[0] if not whole_file else None,
                                 end=seg[1] if not whole_file else None,
                                 channel=channel - 1 if channel else None, extra=extra))
+        utts = fill_missing_transcripts(utts, missing_transcript)
         if any(u.start is not None or u.end is not None for u in utts):
             for u in utts:  # one segments file for the whole dir: whole files become full-length segments
                 if u.start is None:
                     u.start = 0.0
-        utts = fill_missing_transcripts(utts, missing_transcript)
         for u in utts:
             u.extra.setdefault("text_emphasis", u.text)
         counts[split] = write_data_dir(out / split, utts, check_audio)

@@ -8,7 +8,7 @@ not (it keeps its own dtype, bf16 on GPUs that support it).
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +21,7 @@ from espnet2.train.abs_espnet_model import AbsESPnetModel
 
 from espnet_ext.palign.llm import FrozenLLM
 from espnet_ext.palign.losses import LOSSES
+from espnet_ext.palign.tasks import TaskSampler
 
 IGNORE = -32768  # int pad value of the collate function
 
@@ -63,6 +64,9 @@ class ParaAlignModel(AbsESPnetModel):
         loss: str = "ce",
         loss_conf: Optional[dict] = None,
         freeze_frontend: bool = True,
+        task_ratios: Optional[Dict[str, float]] = None,
+        task_weights: Optional[Dict[str, float]] = None,
+        seed: int = 0,
     ):
         super().__init__()
         self.frontend, self.specaug, self.normalize = frontend, specaug, normalize
@@ -75,6 +79,7 @@ class ParaAlignModel(AbsESPnetModel):
             raise ValueError(f"unknown loss '{loss}' (known: {sorted(LOSSES)})")
         self.loss_fn = LOSSES[loss](**(loss_conf or {}))
         self.tasks = sorted(prompts)
+        self.sampler = TaskSampler(self.tasks, task_ratios, task_weights, seed)
         for task, user in prompts.items():  # chat-template ids around the speech, one pair per task
             p = llm.chat.speech_prompt(user)
             self.register_buffer(f"prefix_{task}", torch.tensor(p.prefix, dtype=torch.long), persistent=False)
@@ -125,32 +130,34 @@ class ParaAlignModel(AbsESPnetModel):
         feats, lengths = self._extract_feats(speech, speech_lengths)
         return {"feats": feats, "feats_lengths": lengths}
 
-    def splice(self, task: str, speech: torch.Tensor, speech_lengths: torch.Tensor,
-               reply: Optional[torch.Tensor] = None, reply_lengths: Optional[torch.Tensor] = None):
-        """Right-padded LLM inputs [prefix | speech | suffix | reply] per item, with attention mask and the
-        index (in the flattened batch) of each position whose next token is a reply token."""
-        prefix, suffix = getattr(self, f"prefix_{task}"), getattr(self, f"suffix_{task}")
-        dtype = self.llm.dtype
-        pre, suf = self.llm.embed(prefix).to(dtype), self.llm.embed(suffix).to(dtype)
-        if reply is not None:
-            reply_emb = self.llm.embed(reply.clamp(min=0)).to(dtype)
-        rows, predict_at = [], []
-        for i in range(speech.shape[0]):
-            parts = [pre, speech[i, : speech_lengths[i]].to(dtype), suf]
-            if reply is not None:
-                parts.append(reply_emb[i, : reply_lengths[i]])
-            rows.append(torch.cat(parts))
-        width = max(r.shape[0] for r in rows)
-        inputs = speech.new_zeros(len(rows), width, pre.shape[-1], dtype=dtype)
-        mask = torch.zeros(len(rows), width, dtype=torch.long, device=speech.device)
-        for i, r in enumerate(rows):
-            inputs[i, : r.shape[0]] = r
-            mask[i, : r.shape[0]] = 1
-            if reply is not None:
-                start = len(prefix) + int(speech_lengths[i]) + len(suffix)
-                predict_at.append(i * width + torch.arange(start - 1, start - 1 + int(reply_lengths[i])))
-        index = torch.cat(predict_at).to(speech.device) if predict_at else None
-        return inputs, mask, index
+    @staticmethod
+    def pack(rows: List[List[torch.Tensor]], reply_lengths: Sequence[int], dtype: torch.dtype):
+        """Right-pad rows of embedding pieces into one batch. Each row ends with its reply of
+        ``reply_lengths[i]`` tokens; returns inputs, attention mask and the flat index of every position
+        whose next token is a reply token (only those positions are scored: padding never is)."""
+        seqs = [torch.cat([p.to(dtype) for p in parts]) for parts in rows]
+        width = max(x.shape[0] for x in seqs)
+        inputs = seqs[0].new_zeros(len(seqs), width, seqs[0].shape[-1])
+        mask = torch.zeros(len(seqs), width, dtype=torch.long, device=seqs[0].device)
+        index = []
+        for i, (x, n) in enumerate(zip(seqs, reply_lengths)):
+            inputs[i, : x.shape[0]] = x
+            mask[i, : x.shape[0]] = 1
+            start = x.shape[0] - int(n)
+            index.append(i * width + torch.arange(start - 1, x.shape[0] - 1))
+        return inputs, mask, torch.cat(index).to(inputs.device)
+
+    def splice(self, tasks: Union[str, Sequence[str]], speech: torch.Tensor, speech_lengths: torch.Tensor,
+               reply: torch.Tensor, reply_lengths: torch.Tensor):
+        """LLM inputs [prefix | speech | suffix | reply] per row, the prompt of each row's task."""
+        if isinstance(tasks, str):
+            tasks = [tasks] * speech.shape[0]
+        embeds = {t: (self.llm.embed(getattr(self, f"prefix_{t}")), self.llm.embed(getattr(self, f"suffix_{t}")))
+                  for t in set(tasks)}
+        reply_emb = self.llm.embed(reply.clamp(min=0))
+        rows = [[embeds[t][0], speech[i, : speech_lengths[i]], embeds[t][1], reply_emb[i, : reply_lengths[i]]]
+                for i, t in enumerate(tasks)]
+        return self.pack(rows, reply_lengths.tolist(), self.llm.dtype)
 
     def reply_logits(self, inputs: torch.Tensor, mask: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """LLM logits at the reply positions only: (N, V) in fp32. The LM head runs on N rows, not B*T."""
@@ -158,28 +165,55 @@ class ParaAlignModel(AbsESPnetModel):
         hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, index)
         return self.llm.model.get_output_embeddings()(hidden).float()
 
+    @torch.no_grad()
+    def teacher_logits(self, prompts: List[torch.Tensor], reply: torch.Tensor, reply_lengths: torch.Tensor):
+        """The frozen LLM's logits over each reply given the *text* teacher prompt (token ids of the whole
+        rendered chat turn): the distributions the KL loss pulls the speech-prompted student towards."""
+        rows = [[self.llm.embed(p), self.llm.embed(reply[i, : reply_lengths[i]].clamp(min=0))]
+                for i, p in enumerate(prompts)]
+        return self.reply_logits(*self.pack(rows, reply_lengths.tolist(), self.llm.dtype))
+
     # -- training --------------------------------------------------------------------------------------
     def forward(self, speech: torch.Tensor, speech_lengths: torch.Tensor, **kwargs
                 ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
-        emb, emb_lengths = self.encode(speech, speech_lengths)
-        batch_size = speech.shape[0]
-        stats: Dict[str, torch.Tensor] = {}
-        total = 0.0
-        tasks = [t for t in self.tasks if t in kwargs]
-        if not tasks:
+        """One LLM pass per batch: each row is assigned one task (by the sampler's ratios, among the tasks
+        whose targets are in the batch); the loss is the weighted mean of the per-task token losses."""
+        available = [t for t in self.tasks if t in kwargs]
+        if not available:
             raise ValueError(f"no target field in the batch: expected one of {self.tasks}, got {sorted(kwargs)}")
-        for task in tasks:
-            reply, reply_lengths = kwargs[task], kwargs[f"{task}_lengths"]
-            inputs, mask, index = self.splice(task, emb, emb_lengths, reply, reply_lengths)
-            logits = self.reply_logits(inputs, mask, index)
-            target = torch.cat([reply[i, : reply_lengths[i]] for i in range(batch_size)])
-            teacher = kwargs.get(f"{task}_teacher_logits")
-            loss = self.loss_fn(logits, target, teacher)
-            total = total + loss
+        batch_size = speech.shape[0]
+        row_tasks = self.sampler.sample(batch_size, available)
+        emb, emb_lengths = self.encode(speech, speech_lengths)
+        width = max(kwargs[t].shape[1] for t in available)
+        reply = torch.full((batch_size, width), IGNORE, dtype=torch.long, device=speech.device)
+        reply_lengths = torch.zeros(batch_size, dtype=torch.long, device=speech.device)
+        for i, t in enumerate(row_tasks):
+            n = int(kwargs[f"{t}_lengths"][i])
+            reply[i, :n], reply_lengths[i] = kwargs[t][i, :n], n
+        inputs, mask, index = self.splice(row_tasks, emb, emb_lengths, reply, reply_lengths)
+        logits = self.reply_logits(inputs, mask, index)
+        target = torch.cat([reply[i, : reply_lengths[i]] for i in range(batch_size)])
+        teacher = None
+        if self.loss_fn.needs_teacher:
+            prompts = []
+            for i, t in enumerate(row_tasks):
+                if f"{t}_prompt" not in kwargs:
+                    raise ValueError(f"the {type(self.loss_fn).__name__} loss needs the teacher prompts "
+                                     f"'{t}_prompt' in the data (stage 4 writes them)")
+                prompts.append(kwargs[f"{t}_prompt"][i, : kwargs[f"{t}_prompt_lengths"][i]])
+            teacher = self.teacher_logits(prompts, reply, reply_lengths)
+        token_task = [t for i, t in enumerate(row_tasks) for _ in range(int(reply_lengths[i]))]
+        stats: Dict[str, torch.Tensor] = {}
+        loss, total_weight = 0.0, 0.0
+        for t in sorted(set(row_tasks)):
+            sel = torch.tensor([x == t for x in token_task], device=logits.device)
+            task_loss = self.loss_fn(logits[sel], target[sel], None if teacher is None else teacher[sel])
+            weight = self.sampler.weight(t)
+            loss, total_weight = loss + weight * task_loss, total_weight + weight
             with torch.no_grad():
-                stats[f"loss_{task}" if len(tasks) > 1 else "loss_ce"] = loss.detach()
-                stats[f"acc_{task}" if len(tasks) > 1 else "acc"] = (logits.argmax(-1) == target).float().mean()
-        loss = total / len(tasks)
+                stats[f"loss_{t}"] = task_loss.detach()
+                stats[f"acc_{t}"] = (logits[sel].argmax(-1) == target[sel]).float().mean()
+        loss = loss / total_weight
         stats["loss"] = loss.detach()
         loss, stats, weight = force_gatherable((loss, stats, batch_size), loss.device)
         return loss, stats, weight

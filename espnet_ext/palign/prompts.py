@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import yaml
 
@@ -20,16 +20,28 @@ def label_words(conf: dict, label: str, where: str = "") -> Tuple[str, str]:
     return entry["word"], entry.get("description", f"The user sounds {entry['word']}")
 
 
-def teacher_prompt(conf: dict, task: str, text: str, label: str = "", where: str = "") -> str:
-    """The text-only user turn whose reply is the target of ``task``."""
+def teacher_prompt(conf: dict, task: str, text: str, label: str = "", where: str = "",
+                   extra: Optional[Dict[str, str]] = None) -> str:
+    """The text-only user turn whose reply is the target of ``task``. Placeholders: {text}, {emotion},
+    {description}, and any per-utterance field in ``extra`` (e.g. measured {pitch}, {pace}, {loudness})."""
     templates = conf["teacher"]
     if task not in templates:
         raise KeyError(f"prompt config has no teacher template '{task}' (has: {sorted(templates)})")
-    fields: Dict[str, str] = {"text": text.strip()}
+    fields: Dict[str, str] = dict(extra or {})
+    fields["text"] = text.strip()
     template = templates[task]
     if "{emotion}" in template or "{description}" in template:
         fields["emotion"], fields["description"] = label_words(conf, label, where)
-    return template.format(**fields)
+    try:
+        return template.format(**fields)
+    except KeyError as e:
+        raise KeyError(f"{where}teacher template '{task}' needs the field {e}, which this data dir lacks "
+                       f"(has: {sorted(fields)}); stage 4 measures pitch/pace/loudness for style prompts") from None
+
+
+def copied_targets(conf: dict) -> Dict[str, str]:
+    """Tasks whose target is a data file as it is (``targets: {asr: text}``), not a teacher reply."""
+    return dict(conf.get("targets") or {})
 
 
 def load_prompt_conf(value) -> dict:

@@ -57,8 +57,13 @@ DEFAULT_LLM_CONF = {"name_or_path": None, "dtype": "auto", "attn_implementation"
                     "gradient_checkpointing": False}
 
 
+KNOWN_TASKS = ("response", "emotion", "style", "asr")
+
+
 class PalignPreprocessor(AbsPreprocessor):
-    """Tokenize each task's reply with the LLM's tokenizer (+ end-of-turn); keep speech as float32 mono."""
+    """Tokenize each task's reply with the LLM's tokenizer (+ end-of-turn) and, for the KL loss, each
+    task's teacher prompt (``<task>_prompt``: the text user turn, rendered by the chat template);
+    keep speech as float32 mono."""
 
     def __init__(self, train: bool, llm_name_or_path: str, system: Optional[str], tasks: List[str]):
         super().__init__(train)
@@ -72,6 +77,9 @@ class PalignPreprocessor(AbsPreprocessor):
                 if not isinstance(value, str) or not value.strip():
                     raise ValueError(f"utterance '{uid}': empty '{name}' reply")
                 out[name] = np.array(self.chat.reply_ids(value), dtype=np.int64)
+            elif name.endswith("_prompt") and name[: -len("_prompt")] in self.tasks:
+                user = value.replace("\\n", "\n")  # stage 4 writes one line per utterance
+                out[name] = np.array(self.chat.encode(self.chat.render(user)), dtype=np.int64)
             elif name == "speech" and isinstance(value, np.ndarray):
                 if value.ndim == 2 and value.shape[1] <= 8:  # (time, channels): stage 2 should have made it mono
                     value = value.mean(axis=1)
@@ -99,7 +107,9 @@ class PalignTask(AbsTask):
         group.add_argument("--speech_adapter_conf", action=NestedDictAction,
                            default={"tokens_per_second": 12.5, "hidden_size": 1024},
                            help="tokens_per_second (sets the frame stacking) or stack; hidden_size")
-        group.add_argument("--loss", type=str, default="ce", help="alignment loss (ce)")
+        group.add_argument("--task_conf", action=NestedDictAction, default={},
+                           help="ratios: {task: share of rows}, weights: {task: loss weight}")
+        group.add_argument("--loss", type=str, default="ce", help="alignment loss: ce | kl")
         group.add_argument("--loss_conf", action=NestedDictAction, default={}, help="options of the loss")
         group.add_argument("--freeze_frontend", type=str2bool, default=True,
                            help="keep the SSL upstream frozen (its layer weights still train)")
@@ -131,7 +141,7 @@ class PalignTask(AbsTask):
 
     @classmethod
     def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
-        return ("response", "response_neutral", "emotion", "style", "asr")
+        return KNOWN_TASKS + tuple(f"{t}_prompt" for t in KNOWN_TASKS)
 
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> ParaAlignModel:
@@ -178,7 +188,9 @@ class PalignTask(AbsTask):
         model = ParaAlignModel(
             frontend=frontend, specaug=specaug, normalize=normalize, encoder=encoder, adapter=adapter, llm=llm,
             prompts={t: args.prompt_conf["student"][t] for t in args.tasks},
-            loss=args.loss, loss_conf=args.loss_conf, freeze_frontend=args.freeze_frontend)
+            loss=args.loss, loss_conf=args.loss_conf, freeze_frontend=args.freeze_frontend,
+            task_ratios=(args.task_conf or {}).get("ratios"), task_weights=(args.task_conf or {}).get("weights"),
+            seed=getattr(args, "seed", 0))
         if args.init is not None:
             from espnet2.torch_utils.initialize import initialize
 

@@ -33,7 +33,7 @@ max_dur=30.0           # stage 2 drops longer utterances (seconds)
 
 # Teacher (stage 4)
 teacher_config=""      # YAML: llm_conf, prompt_conf, batch_size, max_new_tokens
-teacher_tasks="response response_neutral"  # targets to generate (templates in the prompt config)
+teacher_tasks="response response_neutral emotion emotion_neutral style asr"  # targets (prompt config templates)
 teacher_nj=""          # parallel teacher jobs (default: --nj)
 
 # Training (stages 5-6)
@@ -93,6 +93,8 @@ stats_dir=${expdir}/stats
 teacher_dir=${expdir}/$(basename "${teacher_config:-teacher}" .yaml)
 [ -z "${inference_tag}" ] && inference_tag=$(basename "${inference_config:-decode}" .yaml)
 if "${gpu_inference}"; then _device=cuda; else _device=cpu; fi
+# conf_get FILE KEY: a top-level value of a YAML config (lists joined by spaces)
+conf_get() { ${python} -c "import sys,yaml; v=(yaml.safe_load(open(sys.argv[1])) or {}).get(sys.argv[2]); print(' '.join(map(str,v)) if isinstance(v,list) else ('' if v is None else v))" "$1" "$2"; }
 require() { for v in "$@"; do [ -n "${!v}" ] || { log "--${v} is required for stage ${_stage}"; exit 2; }; done; }
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
@@ -141,6 +143,9 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     _stage=4; require teacher_config
     log "Stage 4: teacher replies (${teacher_tasks}) from the frozen LLM -> ${teacher_dir}"
     _dirs=""; for dset in ${all_sets}; do _dirs+=" ${data_feats}/${dset}"; done
+    if [[ " ${teacher_tasks} " == *" style "* ]]; then  # style prompts spell out measured prosody
+        for d in ${_dirs}; do ${python} -m espnet_ext.bin.measure_prosody --data_dir "${d}"; done
+    fi
     # shellcheck disable=SC2086
     ${python} -m espnet_ext.bin.teacher_generate prepare --config "${teacher_config}" --out "${teacher_dir}" \
         --tasks ${teacher_tasks} --data_dirs ${_dirs}
@@ -153,13 +158,24 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
         --tasks ${teacher_tasks} --data_dirs ${_dirs}
 fi
 
-# Data options shared by stages 5 and 6.
+# Data options shared by stages 5 and 6: speech, one target file per task of the training config (the
+# response task reads --palign_target), and with the KL loss each task's teacher prompts.
 _data_opts=()
-for _phase in train valid; do
-    if [ "${_phase}" = train ]; then _dset=${train_set}; else _dset=${valid_set}; fi
-    _data_opts+=(--${_phase}_data_path_and_name_and_type "${data_feats}/${_dset}/wav.scp,speech,sound"
-                 --${_phase}_data_path_and_name_and_type "${data_feats}/${_dset}/${palign_target},response,text")
-done
+if [ -n "${palign_config}" ]; then
+    _tasks=$(conf_get "${palign_config}" tasks); _tasks=${_tasks:-response}
+    _loss=$(conf_get "${palign_config}" loss)
+    for _phase in train valid; do
+        if [ "${_phase}" = train ]; then _dset=${train_set}; else _dset=${valid_set}; fi
+        _data_opts+=(--${_phase}_data_path_and_name_and_type "${data_feats}/${_dset}/wav.scp,speech,sound")
+        for _t in ${_tasks}; do
+            _file=${_t}; [ "${_t}" = response ] && _file=${palign_target}
+            _data_opts+=(--${_phase}_data_path_and_name_and_type "${data_feats}/${_dset}/${_file},${_t},text")
+            if [ "${_loss}" = kl ]; then
+                _data_opts+=(--${_phase}_data_path_and_name_and_type "${data_feats}/${_dset}/${_file}_prompt,${_t}_prompt,text")
+            fi
+        done
+    done
+fi
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     _stage=5; require palign_config
@@ -236,9 +252,8 @@ score_system() {
             --hyp "${hyp}/text" --output "${hyp}/judge" --device "${_device}"
     fi
     ${python} -m espnet_ext.bin.score --ref_dir "${data_feats}/${dset}" --hyp_dir "${hyp}" \
-        --output "${hyp}/scores.json" --prompt_conf "$(prompt_conf_of "${teacher_config}")" "$@"
+        --output "${hyp}/scores.json" --prompt_conf "$(conf_get "${teacher_config}" prompt_conf)" "$@"
 }
-prompt_conf_of() { ${python} -c "import sys,yaml; print(yaml.safe_load(open(sys.argv[1]))['prompt_conf'])" "$1"; }
 
 if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
     _stage=8; require teacher_config

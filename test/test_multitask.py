@@ -116,3 +116,11 @@ def test_stage4_targets_for_every_task(tiny_llm, small_corpus, tmp_path):
     assert f"{pitch[utt]} pitch" in style_prompt and "\\n" in style_prompt and "\n" not in style_prompt
     for task in ("response", "emotion", "style"):
         assert list(read_kv(d / task)) == list(read_kv(d / "text"))
+
+
+def test_preprocessor_renders_teacher_prompts_for_kl(tiny_llm):
+    args = PalignTask.get_parser().parse_args(tiny_train_args(tiny_llm, loss="kl") + ["--tasks", "response", "style"])
+    pre = PalignTask.build_preprocess_fn(args, train=True)
+    out = pre("u1", {"style_prompt": "I said: hi\\nDescribe how I sound.", "style": "You sound calm."})
+    assert out["style_prompt"].tolist() == pre.chat.encode(pre.chat.render("I said: hi\nDescribe how I sound."))
+    assert out["style"][-1] == pre.chat.end_of_turn

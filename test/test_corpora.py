@@ -116,6 +116,13 @@ def recipe_copy(tmp_path: Path, name: str) -> Path:
     return recipe
 
 
+def stage1_error(recipe: Path, var: str, value: str) -> str:
+    """Stage 1 with the corpus root ``var=value`` must fail; returns what it said."""
+    proc = run(["./run.sh", "--stop_stage", "1"], cwd=recipe, env={var: value}, check=False)
+    assert proc.returncode != 0
+    return proc.stderr
+
+
 def emo_counts(d: Path):
     counts = {}
     for label in datadir.read_kv(d / "utt2emo").values():
@@ -148,12 +155,9 @@ def test_iemocap_recipe_stages_1_2(tmp_path):
 def test_iemocap_wrong_root_says_what_is_expected(tmp_path):
     recipe = recipe_copy(tmp_path, "iemocap")
     (tmp_path / "empty").mkdir()
-    proc = run(["./run.sh", "--stop_stage", "1"], cwd=recipe, env={"IEMOCAP": str(tmp_path / "empty")}, check=False)
-    assert proc.returncode != 0 and "does not look like IEMOCAP_full_release" in proc.stderr
-    proc = run(["./run.sh", "--stop_stage", "1"], cwd=recipe, env={"IEMOCAP": ""}, check=False)
-    assert proc.returncode != 0 and "IEMOCAP is not set" in proc.stderr
-    proc = run(["./run.sh", "--stop_stage", "1"], cwd=recipe, env={"IEMOCAP": str(tmp_path / "nope")}, check=False)
-    assert proc.returncode != 0 and "does not exist" in proc.stderr
+    assert "does not look like IEMOCAP_full_release" in stage1_error(recipe, "IEMOCAP", str(tmp_path / "empty"))
+    assert "IEMOCAP is not set" in stage1_error(recipe, "IEMOCAP", "")
+    assert "does not exist" in stage1_error(recipe, "IEMOCAP", str(tmp_path / "nope"))
 
 
 # -- MSP-Podcast -----------------------------------------------------------------------------------
@@ -184,8 +188,7 @@ def test_msp_podcast_recipe_stages_1_2(tmp_path, spelling):
 def test_msp_podcast_wrong_root(tmp_path):
     recipe = recipe_copy(tmp_path, "msp_podcast")
     (tmp_path / "x").mkdir()
-    proc = run(["./run.sh", "--stop_stage", "1"], cwd=recipe, env={"MSP_PODCAST": str(tmp_path / "x")}, check=False)
-    assert proc.returncode != 0 and "labels_consensus.csv (or labels_concensus.csv)" in proc.stderr
+    assert "labels_consensus.csv (or labels_concensus.csv)" in stage1_error(recipe, "MSP_PODCAST", str(tmp_path / "x"))
 
 
 # -- Expresso --------------------------------------------------------------------------------------

@@ -80,3 +80,21 @@ def test_sentence_embedding_similarity_is_offline_and_sane():
     close = emb.similarity({"u": "I'm so sorry that happened."}, {"u": "I am very sorry to hear that."})
     far = emb.similarity({"u": "The train leaves at six."}, {"u": "I am very sorry to hear that."})
     assert same == pytest.approx(1.0, abs=1e-4) and close > far
+
+
+def test_fold_average_matches_systems_across_folds(tmp_path):
+    import json
+
+    from espnet_ext.bin import average_folds
+
+    for k, wa in ((1, 0.5), (2, 0.7)):
+        for system, bonus in (("palign_train/decode", 0.0), ("baselines/text_oracle", -0.2)):
+            d = tmp_path / f"s{k}" / system / f"test_s{k}"
+            d.mkdir(parents=True)
+            (d / "scores.json").write_text(json.dumps({"emotion_WA": wa + bonus, "rougeL": 0.3, "labels": ["x"]}))
+    out = tmp_path / "avg.json"
+    assert average_folds.main([str(tmp_path / "s1"), str(tmp_path / "s2"), "--output", str(out)]) == 0
+    avg = json.loads(out.read_text())
+    assert avg["palign_train/decode/test"]["emotion_WA"]["mean"] == pytest.approx(0.6)
+    assert avg["baselines/text_oracle/test"]["emotion_WA"]["per_fold"] == pytest.approx([0.3, 0.5])
+    assert avg["palign_train/decode/test"]["folds"] == 2

@@ -39,7 +39,9 @@ def find_systems(expdir: Path, test_sets: List[str]) -> Dict[str, Dict[str, Tupl
             continue
         if rel[0].startswith("palign_"):
             tag = rel[0][len("palign_"):]
-            name = (f"Semantic-only alignment ({tag[:-len('_response_neutral')]})" if tag.endswith("_response_neutral")
+            if rel[1] != "decode":  # another decode of the same model, e.g. an earlier epoch
+                tag += f", {rel[1]}"
+            name = (f"Semantic-only alignment ({tag.replace('_response_neutral', '')})" if "_response_neutral" in tag
                     else f"ParaAlign ({tag})")
         elif rel[0] == "baselines":
             name = SYSTEM_NAMES.get(rel[1], rel[1])

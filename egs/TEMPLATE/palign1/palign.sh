@@ -33,7 +33,7 @@ max_dur=30.0           # stage 2 drops longer utterances (seconds)
 
 # Teacher (stage 4)
 teacher_config=""      # YAML: llm_conf, prompt_conf, batch_size, max_new_tokens
-teacher_tasks="response response_neutral emotion emotion_neutral style asr"  # targets (prompt config templates)
+teacher_tasks="response response_neutral"  # targets to generate; multitask configs add "emotion style asr"
 teacher_nj=""          # parallel teacher jobs (default: --nj)
 
 # Training (stages 5-6)

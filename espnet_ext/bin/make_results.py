@@ -22,6 +22,7 @@ SYSTEM_NAMES = {
     "cls": "Cascade + emotion classifier (ESPnet cls)",
 }
 COLUMNS = [  # (key in scores.json, header, format)
+    ("train_steps", "Train steps", "{:d}"),
     ("rouge1", "ROUGE-1", "{:.3f}"), ("rougeL", "ROUGE-L", "{:.3f}"), ("semantic_similarity", "Sem. sim.", "{:.3f}"),
     ("emotion_WA", "Emo WA", "{:.3f}"), ("emotion_UAR", "Emo UAR", "{:.3f}"),
     ("pair_sensitivity", "Pair sens.", "{:.3f}"), ("probe_acc", "Probe acc", "{:.3f}"),
@@ -47,8 +48,23 @@ def find_systems(expdir: Path, test_sets: List[str]) -> Dict[str, Dict[str, Tupl
             name = SYSTEM_NAMES.get(rel[1], rel[1])
         else:
             name = "/".join(rel[:-2])
-        systems.setdefault(name, {})[dset] = (path, json.loads(path.read_text()))
+        scores = json.loads(path.read_text())
+        if rel[0].startswith("palign_"):
+            scores["train_steps"] = train_steps(expdir / rel[0] / "train.log", rel[1])
+        systems.setdefault(name, {})[dset] = (path, scores)
     return systems
+
+
+def train_steps(log: Path, decode_tag: str):
+    """Training updates behind a decode: those up to the epoch its tag names (decode_1epoch), else all."""
+    if not log.exists():
+        return None
+    steps = {int(m.group(1)): int(m.group(2)) for m in
+             re.finditer(r"(\d+)epoch results: \[train\].*?total_count=(\d+)", log.read_text(errors="replace"))}
+    if not steps:
+        return None
+    m = re.search(r"(\d+)epoch", decode_tag)
+    return steps.get(int(m.group(1))) if m else steps[max(steps)]
 
 
 def system_order(name: str) -> int:
@@ -65,7 +81,8 @@ def table(systems, dset: str) -> List[str]:
         if dset not in systems[name]:
             continue
         s = systems[name][dset][1]
-        cells = [fmt.format(s[k]) if isinstance(s.get(k), (int, float)) else "–" for k, _, fmt in COLUMNS]
+        cells = [fmt.format(s[k]) if isinstance(s.get(k), (int, float)) and s.get(k) == s.get(k) else "–"
+                 for k, _, fmt in COLUMNS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
@@ -203,7 +220,8 @@ def main(argv=None) -> int:
               "- Pair sens.: share of minimal pairs (same sentence and voice, two emotions) whose two replies are "
               "each closer (ROUGE-L) to their own teacher reply than to the other's.",
               "- Probe acc: logistic regression on mean-pooled speech tokens (train -> test); speech systems only.",
-              "- Judge: an LLM rates 1-10 how well a reply shows the speaker's emotion was understood."]
+              "- Judge: an LLM rates 1-10 how well a reply shows the speaker's emotion was understood.",
+              "- Train steps: optimizer updates of the speech encoder behind the decoded model (text systems: none)."]
     if args.judge_config and args.judge_config.exists():
         jc = yaml.safe_load(args.judge_config.read_text())
         lines.append(f"  Judge model: `{jc['llm_conf']['name_or_path']}`"

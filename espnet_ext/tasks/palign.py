@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 from typing import Callable, Collection, Dict, List, Optional, Tuple
 
 import humanfriendly
 import numpy as np
 import torch
-import yaml
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
 from espnet2.asr.encoder.e_branchformer_encoder import EBranchformerEncoder
@@ -137,7 +135,7 @@ class PalignTask(AbsTask):
 
     @classmethod
     def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
-        return ("speech",) if inference else ("speech",)
+        return ("speech",)  # targets are optional: the tasks of the config decide which are read
 
     @classmethod
     def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:

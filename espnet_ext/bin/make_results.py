@@ -220,8 +220,8 @@ def main(argv=None) -> int:
               "- Pair sens.: share of minimal pairs (same sentence and voice, two emotions) whose two replies are "
               "each closer (ROUGE-L) to their own teacher reply than to the other's.",
               "- Probe acc: logistic regression on mean-pooled speech tokens (train -> test); speech systems only.",
-              "- Judge: an LLM rates 1-10 how well a reply shows the speaker's emotion was understood.",
-              "- Train steps: optimizer updates of the speech encoder behind the decoded model (text systems: none)."]
+              "- Train steps: optimizer updates of the speech encoder behind the decoded model (text systems: none).",
+              "- Judge: an LLM rates 1-10 how well a reply shows the speaker's emotion was understood."]
     if args.judge_config and args.judge_config.exists():
         jc = yaml.safe_load(args.judge_config.read_text())
         lines.append(f"  Judge model: `{jc['llm_conf']['name_or_path']}`"

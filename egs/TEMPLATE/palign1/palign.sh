@@ -33,7 +33,8 @@ max_dur=30.0           # stage 2 drops longer utterances (seconds)
 
 # Teacher (stage 4)
 teacher_config=""      # YAML: llm_conf, prompt_conf, batch_size, max_new_tokens
-teacher_tasks="response response_neutral"  # targets to generate; multitask configs add "emotion style asr"
+teacher_tasks="response response_neutral"  # targets to generate: each task of the training config, and
+                       # its _neutral version for the semantic-only baseline (e.g. emotion emotion_neutral)
 teacher_nj=""          # parallel teacher jobs (default: --nj)
 
 # Training (stages 5-6)
@@ -158,27 +159,35 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
         --tasks ${teacher_tasks} --data_dirs ${_dirs}
 fi
 
-# Data options shared by stages 5 and 6: speech, one target file per task of the training config (the
-# response task reads --palign_target), and with the KL loss each task's teacher prompts.
-_data_opts=()
-if [ -n "${palign_config}" ]; then
+# Data options shared by stages 5 and 6: speech, one target file per task of the training config, and
+# with the KL loss each task's teacher prompts. The response task reads --palign_target; for the
+# semantic-only baseline (response_neutral) every teacher task reads its own _neutral replies, so that no
+# target carries the emotion (copied targets such as asr, having no teacher prompt, stay as they are).
+set_data_opts() {  # called when stage 4's files exist
+    _data_opts=()
+    local _tasks _loss _suffix=${palign_target#response} _phase _dset _t _file
     _tasks=$(conf_get "${palign_config}" tasks); _tasks=${_tasks:-response}
     _loss=$(conf_get "${palign_config}" loss)
     for _phase in train valid; do
         if [ "${_phase}" = train ]; then _dset=${train_set}; else _dset=${valid_set}; fi
         _data_opts+=(--${_phase}_data_path_and_name_and_type "${data_feats}/${_dset}/wav.scp,speech,sound")
         for _t in ${_tasks}; do
-            _file=${_t}; [ "${_t}" = response ] && _file=${palign_target}
+            _file=${_t}
+            if [ -n "${_suffix}" ] && [ -e "${data_feats}/${_dset}/${_t}_prompt" ]; then
+                _file=${_t}${_suffix}
+                [ -e "${data_feats}/${_dset}/${_file}" ] || {
+                    log "${data_feats}/${_dset}/${_file} is missing: add ${_file} to --teacher_tasks (stage 4)"; exit 2; }
+            fi
             _data_opts+=(--${_phase}_data_path_and_name_and_type "${data_feats}/${_dset}/${_file},${_t},text")
             if [ "${_loss}" = kl ]; then
                 _data_opts+=(--${_phase}_data_path_and_name_and_type "${data_feats}/${_dset}/${_file}_prompt,${_t}_prompt,text")
             fi
         done
     done
-fi
+}
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
-    _stage=5; require palign_config
+    _stage=5; require palign_config; set_data_opts
     log "Stage 5: collect feature statistics and shapes -> ${stats_dir}"
     _logdir=${stats_dir}/logdir; mkdir -p "${_logdir}"
     _n=$(min "${nj}" "$(wc -l < "${data_feats}/${valid_set}/wav.scp")")
@@ -198,7 +207,7 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
 fi
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
-    _stage=6; require palign_config
+    _stage=6; require palign_config; set_data_opts
     log "Stage 6: training -> ${palign_exp} (log: ${palign_exp}/train.log)"
     mkdir -p "${palign_exp}"
     _opts=()
@@ -298,7 +307,7 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
 fi
 
 if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ] && [[ " ${baselines} " == *" semantic "* ]]; then
-    log "Stage 10: semantic-only alignment baseline (the encoder aligned to response_neutral)"
+    log "Stage 10: semantic-only alignment baseline (the encoder aligned to the _neutral replies)"
     "$0" "${orig_args[@]}" --stage 6 --stop_stage 8 --palign_target response_neutral
 fi
 

@@ -50,6 +50,59 @@ class SentenceEmbedder:
         return float(np.mean(np.sum(a * b, axis=1)))
 
 
+def local_model_path(name_or_path: str) -> Optional[str]:
+    """A folder, or an HF id already in the local cache; None when it would have to be downloaded."""
+    from pathlib import Path
+
+    if Path(name_or_path).is_dir():
+        return str(name_or_path)
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        config = try_to_load_from_cache(name_or_path, "config.json")
+    except Exception:  # not a valid repo id
+        return None
+    return str(Path(config).parent) if isinstance(config, str) else None
+
+
+class BERTScore:
+    """BERTScore F1 (the bert-score package; Zhang et al. 2020) with a model that is on this machine.
+
+    ``num_layers``: the layer whose embeddings are matched; default bert-score's tuned layer for known
+    models (roberta-large: 17), else the model's last layer.
+    """
+
+    def __init__(self, name_or_path: str, num_layers: Optional[int] = None):
+        from bert_score import BERTScorer
+        from bert_score.utils import model2layers
+        from transformers import AutoConfig
+
+        path = local_model_path(name_or_path)
+        if path is None:
+            raise FileNotFoundError(f"BERTScore model '{name_or_path}' is neither a folder nor in the HF cache")
+        if num_layers is None:
+            num_layers = model2layers.get(name_or_path) or AutoConfig.from_pretrained(path).num_hidden_layers
+        self.scorer = BERTScorer(model_type=path, num_layers=num_layers, lang="en")
+        self.name = f"BERTScore F1 ({name_or_path}, layer {num_layers})"
+
+    def similarity(self, hyps: Dict[str, str], refs: Dict[str, str]) -> float:
+        keys = list(refs)
+        _, _, f1 = self.scorer.score([hyps[k] for k in keys], [refs[k] for k in keys], batch_size=64)
+        return float(f1.mean())
+
+
+def reply_similarity(bertscore_model: str = "", num_layers: Optional[int] = None):
+    """BERTScore when its model is on this machine, else the all-MiniLM-L6-v2 cosine (logged)."""
+    import logging
+
+    if bertscore_model:
+        if local_model_path(bertscore_model) is not None:
+            return BERTScore(bertscore_model, num_layers)
+        logging.warning(f"BERTScore model '{bertscore_model}' is not on this machine (no folder, not in the HF "
+                        f"cache): semantic similarity falls back to {SentenceEmbedder.name}")
+    return SentenceEmbedder()
+
+
 # -- emotion recognition by prompting -------------------------------------------------------------
 
 # Words that name each label in a free-text answer. Matching is on whole words, lower-cased.

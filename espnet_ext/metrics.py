@@ -126,9 +126,9 @@ def map_emotion(answer: str, words: Dict[str, Sequence[str]] = EMOTION_WORDS) ->
 
     A label word counts unless a negation stands up to three words before it with no hedge or contrast
     word in between ("not angry", "not very happy", "I don't think you're happy" are negated; in "I'm not
-    sure, maybe sad" and "not angry but happy" the label after the hedge counts). An answer that names exactly one label maps to it ("I'm not sure, maybe
-    sad?" -> sad); one that names none, or several different ones ("happy or sad"), is unmapped (None) and
-    is scored as wrong."""
+    sure, maybe sad" and "not angry but happy" the label after the hedge counts). An answer that names
+    exactly one label maps to it ("I'm not sure, maybe sad?" -> sad); one that names none, or several
+    different ones ("happy or sad"), is unmapped (None) and is scored as wrong."""
     tokens = re.findall(r"[a-z]+(?:['-][a-z]+)*", answer.lower())
     lookup = {w: label for label, ws in words.items() for w in ws}
     found = []

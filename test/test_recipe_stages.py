@@ -44,8 +44,10 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
         assert list(teacher) == list(replies)
     # The semantic-only baseline trains the same tasks on their _neutral targets: no target names the emotion.
     semantic = recipe / "exp" / "palign_train_tiny_response_neutral"
-    data_files = {name: [p for p, *_ in yaml.safe_load((d / "config.yaml").read_text())["train_data_path_and_name_and_type"]]
-                  for name, d in (("main", exp), ("semantic", semantic))}
+    data_files = {}
+    for name, d in (("main", exp), ("semantic", semantic)):
+        config = yaml.safe_load((d / "config.yaml").read_text())
+        data_files[name] = [path for path, *_ in config["train_data_path_and_name_and_type"]]
     assert data_files["main"][1:] == ["dump/raw/train/response", "dump/raw/train/emotion"]
     assert data_files["semantic"][1:] == ["dump/raw/train/response_neutral", "dump/raw/train/emotion_neutral"]
     systems = {"ParaAlign": exp / "decode", "semantic": semantic / "decode"}

@@ -1,0 +1,46 @@
+"""An SSL frontend loaded from a local checkpoint (s3prl's ``wavlm_local``), the way the real configs use
+WavLM-Large: a tiny random WavLM saved here stands in for the real weights, which are not on this machine."""
+import pytest
+import torch
+
+from conftest import tiny_train_args
+from espnet_ext.tasks.palign import PalignTask
+
+
+@pytest.fixture(scope="module")
+def wavlm_checkpoint(tmp_path_factory):
+    """A 2-layer WavLM in the checkpoint format of the released models ({"cfg": ..., "model": ...})."""
+    from s3prl.upstream.wavlm.WavLM import WavLM, WavLMConfig
+
+    cfg = {"extractor_mode": "default", "encoder_layers": 2, "encoder_embed_dim": 32,
+           "encoder_ffn_embed_dim": 64, "encoder_attention_heads": 2, "conv_pos": 16, "conv_pos_groups": 4,
+           "conv_feature_layers": "[(32, 10, 5)] + [(32, 3, 2)] * 4 + [(32, 2, 2)] * 2",  # 20 ms hop, as WavLM
+           "relative_position_embedding": True, "num_buckets": 32, "max_distance": 64, "normalize": False}
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ssl") / "tiny_wavlm.pt"
+    torch.save({"cfg": cfg, "model": WavLM(WavLMConfig(cfg)).state_dict()}, path)
+    return path
+
+
+def test_local_wavlm_frontend_is_frozen_and_runs_at_12_5_tokens_per_second(tiny_llm, wavlm_checkpoint):
+    args = tiny_train_args(tiny_llm)
+    i = args.index("frontend_conf={upstream: fbank}")
+    args[i] = f"frontend_conf={{upstream: wavlm_local, path_or_url: {wavlm_checkpoint}}}"
+    args += ["--frontend_conf", "multilayer_feature=true",  # learnable weighted sum of layers, as the real config
+             "--encoder_conf", "input_layer=conv2d2"]       # 50 -> 25 frames/s; the adapter stacks 2
+    model = PalignTask.build_model(PalignTask.get_parser().parse_args(args))
+    upstream = model.frontend.upstream
+    assert type(upstream.upstream).__name__ == "UpstreamExpert" and model.adapter.stack == 2
+
+    speech = 0.1 * torch.randn(2, 32000)
+    lengths = torch.tensor([32000, 16000])  # 2 s and 1 s
+    tokens, token_lengths = model.encode(speech, lengths)
+    assert token_lengths.tolist() == pytest.approx([25, 12.5], abs=1.5) and tokens.shape[-1] == model.llm.hidden_size
+
+    model.train()
+    assert not upstream.training  # frozen SSL model: dropout stays off
+    tokens.sum().backward()
+    assert all(p.grad is None and not p.requires_grad for p in upstream.parameters())
+    weights = [p for n, p in model.frontend.named_parameters() if "featurizer" in n or "weights" in n]
+    assert weights and all(p.grad is not None for p in weights)  # the layer weights still learn
+    assert model.encoder.embed.conv[0].weight.grad.abs().sum() > 0

@@ -30,6 +30,8 @@ def test_rouge_hand_computed():
     ("NEUTRAL", "neutral"),
     ("You sound cheerful and excited!", "happy"),
     ("Hard to say.", None),
+    ("The user's voice is quite melancholic.", "sad"),
+    ("The user's voice is happy, but their tone is slightly disappointed.", None),  # two labels
 ])
 def test_label_mapper_on_tricky_answers(answer, label):
     assert metrics.map_emotion(answer) == label

@@ -241,13 +241,15 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
             ${python} -m espnet_ext.bin.palign_inference --model_dir "${palign_exp}" "${_opts[@]}" \
             --data_dir "${data_feats}/${dset}/split${_n}/JOB" --output "${_dir}/logdir/text.JOB" \
             --device "${_device}" ${inference_args}
-        # The same speech, asked "What emotion do you hear?" (the prompt config's student 'emotion' turn).
+        # The same speech, asked "What emotion do you hear?" (the prompt config's student 'emotion' turn),
+        # with the reply's token budget: the text baselines' answers get the teacher's, and a cut answer
+        # ("The user's voice is quite melanch") would be scored wrong.
         # shellcheck disable=SC2086
         ${decode_cmd} --gpu "$("${gpu_inference}" && echo 1 || echo 0)" \
             --num_threads "$(( $(nproc) / _n > 0 ? $(nproc) / _n : 1 ))" JOB=1:"${_n}" "${_dir}/logdir/emotion.JOB.log" \
             ${python} -m espnet_ext.bin.palign_inference --model_dir "${palign_exp}" "${_opts[@]}" \
             --data_dir "${data_feats}/${dset}/split${_n}/JOB" --output "${_dir}/logdir/emotion.JOB" \
-            --device "${_device}" ${inference_args} --task emotion --max_new_tokens 8
+            --device "${_device}" ${inference_args} --task emotion
         for f in text emotion; do
             for i in $(seq "${_n}"); do cat "${_dir}/logdir/${f}.${i}"; done | LC_ALL=C sort > "${_dir}/${f}"
         done

@@ -57,7 +57,9 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
         for split in ("test", "test_unseen"):
             scores = json.loads((root / split / "scores.json").read_text())
             assert 0 <= scores["rougeL"] <= 1 and 0 <= scores["emotion_WA"] <= 1, name
-            assert scores["pairs"] > 0 and "judge_score" in scores, name
+            # Minimal pairs are formed for every system; with the random tiny LLM the teacher may give
+            # every emotion of a sentence the same reply, and such pairs are set apart, not scored.
+            assert scores["pairs"] + scores["pairs_equal_teacher"] > 0 and "judge_score" in scores, name
     topline = json.loads((systems["topline"] / "test" / "scores.json").read_text())
     assert topline["rougeL"] == 1.0  # the teacher scored against itself
     # Pairs whose teacher replies share every word cannot be told apart even by the teacher itself.

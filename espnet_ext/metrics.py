@@ -110,8 +110,8 @@ EMOTION_WORDS: Dict[str, Sequence[str]] = {
     "neutral": ("neutral", "calm", "normal", "flat", "indifferent", "matter-of-fact", "composed"),
     "happy": ("happy", "happiness", "joy", "joyful", "glad", "cheerful", "excited", "excitement", "delighted",
               "pleased", "enthusiastic", "upbeat"),
-    "sad": ("sad", "sadness", "unhappy", "sorrow", "sorrowful", "depressed", "down", "gloomy", "melancholy", "melancholic",
-            "upset", "disappointed", "heartbroken"),
+    "sad": ("sad", "sadness", "unhappy", "sorrow", "sorrowful", "depressed", "down", "gloomy", "melancholy",
+            "melancholic", "upset", "disappointed", "heartbroken"),
     "angry": ("angry", "anger", "mad", "furious", "annoyed", "irritated", "frustrated", "frustration", "rage",
               "outraged", "hostile"),
 }

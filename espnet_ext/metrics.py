@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -159,9 +159,37 @@ def classification_scores(pred: Dict[str, Optional[str]], ref: Dict[str, str], l
     correct = np.trace(matrix[:, : len(labels)])
     totals = matrix.sum(1)
     recalls = [matrix[i, i] / totals[i] for i in range(len(labels)) if totals[i] > 0]
+    predicted = matrix[:, : len(labels)].sum(0)
+    f1s = [2 * matrix[i, i] / (totals[i] + predicted[i]) if totals[i] + predicted[i] else 0.0
+           for i in range(len(labels)) if totals[i] > 0]
     return {"WA": float(correct / max(1, totals.sum())), "UAR": float(np.mean(recalls)) if recalls else 0.0,
+            "macro_F1": float(np.mean(f1s)) if f1s else 0.0,
             "labels": list(labels), "confusion": matrix.tolist(),
             "unmapped": int(matrix[:, -1].sum())}
+
+
+def bootstrap_ci(items: Sequence, statistic: Callable[[Sequence], float], n_boot: int = 1000,
+                 level: float = 0.95, seed: int = 0) -> Tuple[float, float]:
+    """Percentile bootstrap confidence interval of ``statistic`` over ``items`` (utterances or pairs),
+    resampled with replacement ``n_boot`` times with a fixed seed (the same data give the same interval)."""
+    if not items:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    n = len(items)
+    values = [statistic([items[i] for i in rng.integers(0, n, n)]) for _ in range(n_boot)]
+    lo, hi = np.percentile(values, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    return (float(lo), float(hi))
+
+
+def classification_cis(pred: Dict[str, Optional[str]], ref: Dict[str, str], labels: Sequence[str],
+                       n_boot: int = 1000) -> Dict[str, Tuple[float, float]]:
+    """95 % bootstrap intervals of WA, UAR and macro-F1 (utterances resampled)."""
+    items = [(u, r, pred.get(u)) for u, r in sorted(ref.items())]
+
+    def stat(name):
+        return lambda sample: classification_scores({i: p for i, (_, _, p) in enumerate(sample)},
+                                                    {i: r for i, (_, r, _) in enumerate(sample)}, labels)[name]
+    return {f"{name}_ci": bootstrap_ci(items, stat(name), n_boot) for name in ("WA", "UAR", "macro_F1")}
 
 
 # -- minimal-pair sensitivity ----------------------------------------------------------------------
@@ -190,11 +218,10 @@ def pair_sensitivity(hyps: Dict[str, str], refs: Dict[str, str], pairs: Sequence
     A system that answers both the same way scores 0 on the pair. Pairs whose teacher replies are equal
     carry no emotion difference and are left out."""
     used = [(a, b) for a, b in pairs if refs[a].strip() != refs[b].strip()]
-    right = sum(
-        1 for a, b in used
-        if rouge_l_pair(refs[a], hyps[a]) > rouge_l_pair(refs[b], hyps[a])
-        and rouge_l_pair(refs[b], hyps[b]) > rouge_l_pair(refs[a], hyps[b]))
-    return {"pair_sensitivity": right / len(used) if used else 0.0, "pairs": len(used),
+    right = [float(rouge_l_pair(refs[a], hyps[a]) > rouge_l_pair(refs[b], hyps[a])
+                   and rouge_l_pair(refs[b], hyps[b]) > rouge_l_pair(refs[a], hyps[b])) for a, b in used]
+    return {"pair_sensitivity": float(np.mean(right)) if used else 0.0, "pairs": len(used),
+            "pair_sensitivity_ci": bootstrap_ci(right, lambda x: float(np.mean(x))),
             "pairs_equal_teacher": len(pairs) - len(used)}
 
 

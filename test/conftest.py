@@ -74,8 +74,8 @@ def small_corpus(tmp_path_factory):
     from espnet_ext.synth.synth_emo import Design, build
 
     out = tmp_path_factory.mktemp("corpus")
-    design = Design(train_voices=2, valid_voices=1, num_unseen_sentences=4, num_valid_sentences=2,
-                    num_test_sentences=2, num_test_unseen_sentences=2, max_train_sentences=3)
+    design = Design(train_voices=2, valid_voices=1, num_unseen_sentences=4, sentences_per_valid_voice=2,
+                    num_test_sentences=2, num_test_unseen_sentences=2, sentences_per_train_voice=3)
     build(ROOT / "egs" / "synth_emo" / "palign1" / "local" / "sentences.txt", out / "data", out / "wav",
           seed=5, design=design, progress=False)
     for split in ("train", "valid", "test"):

@@ -88,7 +88,7 @@ def test_only_reply_tokens_count(tiny_llm, loss):
     assert model.adapter.mlp[0].weight.grad is not None and model.adapter.mlp[0].weight.grad.abs().sum() > 0
     # The scored positions are exactly the reply tokens of each row's task.
     emb, lengths = model.encode(batch["speech"], batch["speech_lengths"])
-    _, _, index = model.splice("emotion", emb, lengths, batch["emotion"], batch["emotion_lengths"])
+    _, _, index, _ = model.splice("emotion", emb, lengths, batch["emotion"], batch["emotion_lengths"])
     assert len(index) == int(batch["emotion_lengths"].sum())
 
 

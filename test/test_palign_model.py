@@ -108,9 +108,12 @@ def test_reloaded_model_generates_same_batched_and_alone(trained, small_corpus):
     assert pooled.shape == (3, model.llm.hidden_size)
 
 
-def test_splice_puts_reply_predictions_at_the_right_positions(tiny_llm):
-    """With token embeddings in place of speech, the spliced forward must equal the LLM's own forward."""
-    model = PalignTask.build_model(PalignTask.get_parser().parse_args(tiny_train_args(tiny_llm)))
+@pytest.mark.parametrize("cache_prefix", [True, False])
+def test_splice_puts_reply_predictions_at_the_right_positions(tiny_llm, cache_prefix):
+    """With token embeddings in place of speech, the spliced forward must equal the LLM's own forward over
+    the whole uncached sequence (fp32), whether the prompt prefix comes from the KV cache or not."""
+    model = PalignTask.build_model(PalignTask.get_parser().parse_args(
+        tiny_train_args(tiny_llm, cache_prefix=str(cache_prefix).lower())))
     model.eval()
     chat = model.llm.chat
     texts, replies = ["my manager called", "the results came back this morning"], ["sorry", "that is great news"]
@@ -123,8 +126,10 @@ def test_splice_puts_reply_predictions_at_the_right_positions(tiny_llm):
     reply = torch.full((2, max(map(len, reply_ids))), -32768)
     for i, r in enumerate(reply_ids):
         reply[i, : len(r)] = torch.tensor(r)
-    inputs, mask, index = model.splice("response", speech, lengths, reply, torch.tensor(list(map(len, reply_ids))))
-    got = model.reply_logits(inputs, mask, index)
+    inputs, mask, index, prefix = model.splice("response", speech, lengths, reply,
+                                               torch.tensor(list(map(len, reply_ids))))
+    assert (prefix is not None) == cache_prefix
+    got = model.reply_logits(inputs, mask, index, prefix)
     prompt = chat.speech_prompt("<speech>")
     want = []
     for t, r in zip(texts, reply_ids):

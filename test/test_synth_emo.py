@@ -11,8 +11,8 @@ from espnet_ext import datadir
 from espnet_ext.synth.synth_emo import EMOTIONS, Design, build, plan_splits, read_sentences
 
 SENTENCES = ROOT / "egs" / "synth_emo" / "palign1" / "local" / "sentences.txt"
-SMALL = Design(train_voices=2, valid_voices=1, num_unseen_sentences=4, num_valid_sentences=2,
-               num_test_sentences=6, num_test_unseen_sentences=2, max_train_sentences=3)
+SMALL = Design(train_voices=2, valid_voices=1, num_unseen_sentences=4, sentences_per_valid_voice=2,
+               num_test_sentences=4, num_test_unseen_sentences=2, sentences_per_train_voice=6)
 
 
 @pytest.fixture(scope="module")
@@ -28,17 +28,32 @@ def test_sentence_list_is_large_and_unique():
 
 def test_splits_hold_out_voices_and_sentences():
     plan = plan_splits(160, Design(), seed=777)
-    train_voices = {v.name for v in plan["train"]["voices"]}
+    voices = {split: [v for v, _ in plan[split]] for split in plan}
+    sentences = {split: {s for _, sents in plan[split] for s in sents} for split in plan}
+    assert len(voices["train"]) == 40 and len({v.name for v in voices["train"]}) == 40
+    train_names = {v.name for v in voices["train"]}
     for split in ("valid", "test", "test_unseen"):
-        assert not train_voices & {v.name for v in plan[split]["voices"]}
-    assert set(plan["test"]["sentences"]) <= set(plan["train"]["sentences"])
-    assert not set(plan["test_unseen"]["sentences"]) & set(plan["train"]["sentences"])
+        assert not train_names & {v.name for v in voices[split]}
+    assert sentences["test"] <= sentences["train"]
+    assert not sentences["test_unseen"] & sentences["train"]
     assert plan == plan_splits(160, Design(), seed=777)  # deterministic
+
+
+def test_test_voices_are_held_out_in_variant_and_base_values():
+    plan = plan_splits(160, Design(), seed=777)
+    train = [v for v, _ in plan["train"]] + [v for v, _ in plan["valid"]]
+    for test_voice, _ in plan["test"]:
+        variant = test_voice.espeak.split("+")[1]
+        assert all(v.espeak.split("+")[1] != variant for v in train)
+        assert all(abs(v.pitch - test_voice.pitch) >= 3 and abs(v.rate - test_voice.rate) >= 3 for v in train)
+    # the training voices spread over base pitch and rate, so absolute values cannot tell the emotion
+    pitches = [v.pitch for v in train]
+    assert max(pitches) - min(pitches) >= 35 and len({v.espeak for v in train}) >= 20
 
 
 def test_data_dirs_valid_and_minimal_pairs(corpus):
     data, counts = corpus
-    assert counts["test"] == {"utterances": 2 * 4 * 6, "speakers": 2, "emotions": 4, "sentences": 6}
+    assert counts["test"] == {"utterances": 2 * 4 * 4, "speakers": 2, "emotions": 4, "sentences": 4}
     for split in counts:
         assert datadir.validate(data / split)["utterances"] == counts[split]["utterances"]
     emo = datadir.read_kv(data / "test" / "utt2emo")

@@ -1,11 +1,16 @@
 """LLM-as-judge: a frozen LLM rates (1-10) how well each reply shows the speaker's emotion was understood.
 
-Real configs use a large judge (e.g. Llama-3-70B-Instruct); the embedded recipe uses its small LLM, whose
-scores RESULTS.md marks as those of a weak judge. Answers without a number in 1..10 are written as nan and
-left out of the mean (their count is reported).
+Real configs use a large judge (e.g. Llama-3-70B-Instruct). Answers without a number in 1..10 are written
+as nan and left out of the mean (their count is reported).
+
+Calibration (``--calibrate OUT.json``): before its scores are shown, a judge must rate the teacher's
+emotion-conditioned replies (``response``) above the transcript-only replies (``response_neutral``) of a
+held-in data dir. A judge that does not is reported as "failed calibration", not as a score.
 """
 import argparse
+import json
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -22,31 +27,70 @@ def parse_score(answer: str) -> str:
     return m.group(1) if m else "nan"
 
 
+def calibration(teacher: dict, text_only: dict) -> dict:
+    """Does the judge rank the teacher above the text-only replies? Mean scores of both and the verdict:
+    passed when the teacher's mean is higher and it wins more utterances than it loses."""
+    keys = [k for k in teacher if teacher[k] != "nan" and text_only.get(k, "nan") != "nan"]
+    t = [float(teacher[k]) for k in keys]
+    o = [float(text_only[k]) for k in keys]
+    wins = sum(a > b for a, b in zip(t, o))
+    losses = sum(a < b for a, b in zip(t, o))
+    teacher_mean = sum(t) / len(t) if t else float("nan")
+    text_mean = sum(o) / len(o) if o else float("nan")
+    return {"utterances": len(keys), "teacher_mean": teacher_mean, "text_only_mean": text_mean,
+            "teacher_wins": wins, "teacher_losses": losses,
+            "passed": bool(keys) and teacher_mean > text_mean and wins > losses}
+
+
+class Judge:
+    def __init__(self, config: Path, device: str, batch_size: int = 16):
+        from espnet_ext.palign.llm import FrozenLLM
+
+        cfg = yaml.safe_load(config.read_text())
+        self.prompt = yaml.safe_load(Path(os.path.expandvars(cfg["judge_prompt"])).read_text())
+        self.words = load_prompt_conf(cfg["prompt_conf"])
+        self.llm = FrozenLLM(cfg["llm_conf"]["name_or_path"], dtype=cfg["llm_conf"].get("dtype", "auto"),
+                             system=self.prompt.get("system"), device=device)
+        self.batch_size = batch_size
+
+    def rate(self, ref_dir: Path, replies: dict) -> dict:
+        text, emo = read_kv(ref_dir / "text"), read_kv(ref_dir / "utt2emo")
+        keys = list(text)
+        users = [self.prompt["user"].format(text=text[k], emotion=label_words(self.words, emo[k])[0],
+                                            reply=replies.get(k, "")) for k in keys]
+        scores = {}
+        for i in tqdm(range(0, len(keys), self.batch_size), desc="judge", mininterval=10):
+            answers = self.llm.generate_from_text(users[i:i + self.batch_size], 4)
+            for k, a in zip(keys[i:i + self.batch_size], answers):
+                scores[k] = parse_score(a)
+        return scores
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--ref_dir", type=Path, required=True, help="test data dir (text, utt2emo)")
-    p.add_argument("--hyp", type=Path, required=True, help="replies (Kaldi text)")
-    p.add_argument("--output", type=Path, required=True)
+    p.add_argument("--hyp", type=Path, default=None, help="replies (Kaldi text)")
+    p.add_argument("--output", type=Path, default=None, help="the scores (Kaldi text), with --hyp")
+    p.add_argument("--calibrate", type=Path, default=None,
+                   help="rate --ref_dir's response and response_neutral and write the verdict to this JSON")
     p.add_argument("--config", type=Path, required=True, help="judge YAML: llm_conf, judge_prompt, prompt_conf")
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    from espnet_ext.palign.llm import FrozenLLM
-
-    cfg = yaml.safe_load(args.config.read_text())
-    judge = yaml.safe_load(Path(__import__("os").path.expandvars(cfg["judge_prompt"])).read_text())
-    words = load_prompt_conf(cfg["prompt_conf"])
-    llm = FrozenLLM(cfg["llm_conf"]["name_or_path"], dtype=cfg["llm_conf"].get("dtype", "auto"),
-                    system=judge.get("system"), device=args.device)
-    text, emo, hyp = read_kv(args.ref_dir / "text"), read_kv(args.ref_dir / "utt2emo"), read_kv(args.hyp)
-    keys = list(text)
-    users = [judge["user"].format(text=text[k], emotion=label_words(words, emo[k])[0], reply=hyp.get(k, ""))
-             for k in keys]
-    scores = {}
-    for i in tqdm(range(0, len(keys), args.batch_size), desc="judge", mininterval=10):
-        for k, a in zip(keys[i:i + args.batch_size], llm.generate_from_text(users[i:i + args.batch_size], 4)):
-            scores[k] = parse_score(a)
+    if (args.hyp is None) == (args.calibrate is None):
+        p.error("give either --hyp (with --output) or --calibrate")
+    judge = Judge(args.config, args.device, args.batch_size)
+    if args.calibrate is not None:
+        verdict = calibration(judge.rate(args.ref_dir, read_kv(args.ref_dir / "response")),
+                              judge.rate(args.ref_dir, read_kv(args.ref_dir / "response_neutral")))
+        args.calibrate.parent.mkdir(parents=True, exist_ok=True)
+        args.calibrate.write_text(json.dumps(verdict, indent=1) + "\n")
+        logging.info(f"judge calibration: {verdict}")
+        return 0
+    if args.output is None:
+        p.error("--output is required with --hyp")
+    scores = judge.rate(args.ref_dir, read_kv(args.hyp))
     write_kv(args.output, scores)
     logging.info(f"{args.output}: {sum(v != 'nan' for v in scores.values())} of {len(scores)} answers parsed")
     return 0

@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -59,38 +59,73 @@ def batch_tensor(waves: List[np.ndarray], device: str):
     return speech.to(device), lengths.to(device)
 
 
-def decode_dir(model, data_dir: Path, output: Path, batch_size: int, max_new_tokens: int,
-               user: Optional[str], task: str, device: str) -> int:
+def decode_dir(model, data_dir: Path, outputs: Dict[str, Tuple[str, Optional[str]]], batch_size: int,
+               max_new_tokens: int, device: str, spk_mean_scp: Optional[Path] = None) -> int:
+    """Answer every utterance of ``data_dir``: ``outputs`` maps an output file to (task, user turn). All
+    questions are asked of one encoding of each batch. Lines are appended after every batch; a rerun skips
+    utterances already in every output file."""
     wav_scp = read_kv(data_dir / "wav.scp")
-    done: Dict[str, str] = {}
-    if output.exists():
-        for line in output.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                key = line.split(maxsplit=1)[0]
-                if key in wav_scp:
-                    done[key] = line
-    todo = [u for u in wav_scp if u not in done]
-    logging.info(f"{data_dir}: {len(wav_scp)} utterances, {len(done)} already decoded, {len(todo)} to go")
-    waves = {}
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with open(output, "a", encoding="utf-8") as f:
+    spk_mean = read_kv(spk_mean_scp) if spk_mean_scp is not None else None
+    if spk_mean is not None and set(wav_scp) - set(spk_mean):
+        missing = sorted(set(wav_scp) - set(spk_mean))
+        raise SystemExit(f"{spk_mean_scp}: no speaker mean for {len(missing)} utterance(s) of "
+                         f"{data_dir / 'wav.scp'}, e.g. '{missing[0]}'")
+    done_sets = []
+    for out in outputs:
+        done = set()
+        if Path(out).exists():
+            done = {line.split(maxsplit=1)[0] for line in Path(out).read_text(encoding="utf-8").splitlines()
+                    if line.strip()}
+        done_sets.append(done & set(wav_scp))
+    done_all = set.intersection(*done_sets) if done_sets else set()
+    todo = [u for u in wav_scp if u not in done_all]
+    logging.info(f"{data_dir}: {len(wav_scp)} utterances, {len(done_all)} already decoded, {len(todo)} to go")
+    for out, done in zip(outputs, done_sets):  # a partly written file keeps only complete utterances
+        if Path(out).exists():
+            lines = [ln for ln in Path(out).read_text(encoding="utf-8").splitlines()
+                     if ln.strip() and ln.split(maxsplit=1)[0] in done_all]
+            Path(out).write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+    files = {out: open(out, "a", encoding="utf-8") for out in outputs}
+    try:
+        # Similar lengths in a batch: little padding, and the order does not change any result.
         todo.sort(key=lambda u: Path(wav_scp[u]).stat().st_size if not wav_scp[u].endswith("|") else 0)
         for i in tqdm(range(0, len(todo), batch_size), desc=f"decode {data_dir}", mininterval=10):
             keys = todo[i:i + batch_size]
+            waves = []
             for k in keys:
                 try:
-                    waves[k] = load_mono(wav_scp[k], FS)
+                    waves.append(load_mono(wav_scp[k], FS))
                 except Exception as e:
                     raise SystemExit(f"{data_dir / 'wav.scp'}: utterance '{k}': cannot read audio: {e}")
-            speech, lengths = batch_tensor([waves.pop(k) for k in keys], device)
-            replies = model.generate(speech, lengths, task=task, user=user, max_new_tokens=max_new_tokens)
-            for k, r in zip(keys, replies):
-                f.write(f"{k} {r}\n" if r else f"{k}\n")
-            f.flush()
-    # Sorted, one line per utterance, as Kaldi tools expect.
-    lines = {line.split(maxsplit=1)[0]: line for line in output.read_text(encoding="utf-8").splitlines() if line}
-    output.write_text("".join(lines[k] + "\n" for k in sorted(lines)), encoding="utf-8")
+            speech, lengths = batch_tensor(waves, device)
+            means = None
+            if spk_mean is not None:
+                means = torch.from_numpy(np.stack([np.load(spk_mean[k]) for k in keys])).to(device)
+            answers = model.answer(speech, lengths, dict(outputs), max_new_tokens, means)
+            for out, f in files.items():
+                for k, r in zip(keys, answers[out]):
+                    f.write(f"{k} {r}\n" if r else f"{k}\n")
+                f.flush()
+    finally:
+        for f in files.values():
+            f.close()
+    for out in outputs:  # sorted, one line per utterance, as Kaldi tools expect
+        lines = {ln.split(maxsplit=1)[0]: ln for ln in Path(out).read_text(encoding="utf-8").splitlines() if ln}
+        Path(out).write_text("".join(lines[k] + "\n" for k in sorted(lines)), encoding="utf-8")
     return len(todo)
+
+
+def question(model, train_args, task: str, prompt: Optional[str]) -> Tuple[str, Optional[str]]:
+    """(task, user turn) of a question: ``prompt``, the task's trained prompt, or, for a task the model
+    was not trained on, its student prompt in the model's prompt config."""
+    user = user_turn(prompt)
+    if user is None and task not in model.tasks:
+        student = train_args.prompt_conf["student"]
+        if task not in student:
+            raise SystemExit(f"--task {task}: no such student prompt in the model's prompt_conf ({sorted(student)})")
+        user = student[task]
+    return task, user
 
 
 def main(argv=None) -> int:
@@ -101,6 +136,10 @@ def main(argv=None) -> int:
     g.add_argument("--wav", type=Path, nargs="+", help="audio file(s)")
     g.add_argument("--data_dir", type=Path, help="data dir whose wav.scp is decoded")
     p.add_argument("--output", type=Path, help="Kaldi text file of replies (with --data_dir)")
+    p.add_argument("--emotion_output", type=Path, default=None,
+                   help="with --data_dir: also ask the 'emotion' task's question of the same encoding, into this file")
+    p.add_argument("--spk_mean_scp", type=Path, default=None,
+                   help="with --data_dir: each utterance's speaker mean (stage 5), for a speaker_norm model")
     p.add_argument("--prompt", default=None, help='ask something else, e.g. "What emotion do you hear?"')
     p.add_argument("--task", default="response", help="whose student prompt is used when --prompt is not given")
     p.add_argument("--batch_size", type=int, default=8)
@@ -118,23 +157,23 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     model, train_args = load_model(args.model_dir, args.model_file, args.device)
-    user = user_turn(args.prompt)
-    if user is None and args.task not in model.tasks:  # a prompt of the config that was not trained on
-        student = train_args.prompt_conf["student"]
-        if args.task not in student:
-            raise SystemExit(f"--task {args.task}: no such student prompt in the model's prompt_conf ({sorted(student)})")
-        user = student[args.task]
+    task, user = question(model, train_args, args.task, args.prompt)
     if args.data_dir:
         if args.output is None:
             p.error("--output is required with --data_dir")
-        decode_dir(model, args.data_dir, args.output, args.batch_size, args.max_new_tokens, user, args.task,
-                   args.device)
+        if model.speaker_norm and args.spk_mean_scp is None:
+            logging.warning("a speaker_norm model without --spk_mean_scp: each utterance is normalised by itself")
+        outputs = {str(args.output): (task, user)}
+        if args.emotion_output is not None:
+            outputs[str(args.emotion_output)] = question(model, train_args, "emotion", None)
+        decode_dir(model, args.data_dir, outputs, args.batch_size, args.max_new_tokens, args.device,
+                   args.spk_mean_scp)
         return 0
     for wav in args.wav:
         if not wav.exists():
             raise SystemExit(f"{wav}: no such file")
         speech, lengths = batch_tensor([load_mono(str(wav), FS)], args.device)
-        reply = model.generate(speech, lengths, task=args.task, user=user, max_new_tokens=args.max_new_tokens)[0]
+        reply = model.generate(speech, lengths, task=task, user=user, max_new_tokens=args.max_new_tokens)[0]
         print(reply if len(args.wav) == 1 else f"{wav}\t{reply}")
     return 0
 

@@ -20,6 +20,7 @@ def main(argv=None) -> int:
     p.add_argument("--model_file", type=Path, default=None)
     p.add_argument("--data_dir", type=Path, required=True)
     p.add_argument("--output", type=Path, required=True)
+    p.add_argument("--spk_mean_scp", type=Path, default=None, help="speaker means, for a speaker_norm model")
     p.add_argument("--max_utts", type=int, default=0, help="use at most N utterances (evenly spread); 0: all")
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -28,13 +29,15 @@ def main(argv=None) -> int:
     model, _ = load_model(args.model_dir, args.model_file, args.device)
     wav_scp, emo = read_kv(args.data_dir / "wav.scp"), read_kv(args.data_dir / "utt2emo")
     keys = list(wav_scp)
+    spk_mean = read_kv(args.spk_mean_scp) if args.spk_mean_scp is not None else None
     if args.max_utts and len(keys) > args.max_utts:
         keys = [keys[i] for i in np.linspace(0, len(keys) - 1, args.max_utts).round().astype(int)]
     feats = []
     for i in tqdm(range(0, len(keys), args.batch_size), desc=f"pool {args.data_dir}", mininterval=10):
         batch = keys[i:i + args.batch_size]
         speech, lengths = batch_tensor([load_mono(wav_scp[k], FS) for k in batch], args.device)
-        feats.append(model.pooled_speech_tokens(speech, lengths).float().cpu().numpy())
+        means = None if spk_mean is None else torch.from_numpy(np.stack([np.load(spk_mean[k]) for k in batch]))
+        feats.append(model.pooled_speech_tokens(speech, lengths, means).float().cpu().numpy())
     args.output.parent.mkdir(parents=True, exist_ok=True)
     np.savez(args.output, x=np.concatenate(feats), y=np.array([emo[k] for k in keys]), keys=np.array(keys))
     logging.info(f"{args.output}: {len(keys)} utterances")

@@ -46,8 +46,10 @@ def score(ref_dir: Path, hyp_dir: Path, label_words: dict, probe_train=None, pro
         answers = read_kv(hyp_dir / "emotion")
         pred = {u: metrics.map_emotion(answers.get(u, ""), words) for u in emo}
         cls = metrics.classification_scores(pred, emo, sorted(words))
-        out.update({"emotion_WA": cls["WA"], "emotion_UAR": cls["UAR"], "emotion_unmapped": cls["unmapped"],
+        out.update({"emotion_WA": cls["WA"], "emotion_UAR": cls["UAR"], "emotion_macro_F1": cls["macro_F1"],
+                    "emotion_unmapped": cls["unmapped"],
                     "emotion_confusion": {"labels": cls["labels"] + ["(unmapped)"], "matrix": cls["confusion"]}})
+        out.update({f"emotion_{k}": v for k, v in metrics.classification_cis(pred, emo, sorted(words)).items()})
     if probe_train is not None and probe_test is not None:
         xtr, ytr = load_probe(probe_train)
         xte, yte = load_probe(probe_test)

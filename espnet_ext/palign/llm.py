@@ -6,9 +6,10 @@ neither in the optimizer nor in checkpoints; checkpoints carry only its fingerpr
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 
@@ -95,6 +96,15 @@ class ChatTokenizer:
         before, after = self.render(user).split(SPEECH)
         return ChatPrompt(prefix=self.encode(before), suffix=self.encode(after))
 
+    @staticmethod
+    def common_prefix(rows: Sequence[Sequence[int]]) -> List[int]:
+        """The longest run of ids that every row starts with, less one id, so that no row is left empty."""
+        shortest = min(len(r) for r in rows)
+        n = 0
+        while n < shortest - 1 and all(r[n] == rows[0][n] for r in rows):
+            n += 1
+        return list(rows[0][:n])
+
     def reply_ids(self, reply: str) -> List[int]:
         """Target ids of a reply: its tokens and the end-of-turn token, which teaches the LLM to stop."""
         return self.encode(reply.strip()) + [self.end_of_turn]
@@ -128,6 +138,9 @@ class FrozenLLM:
         if gradient_checkpointing:  # recompute activations in backward: needed for 8B models on one GPU
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.fingerprint = fingerprint(self.model)
+        self._prefix_cache: dict = {}
+        # transformers >= 5 calls the KV cache `cache`; earlier versions `past_key_values`.
+        self._cache_name = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         logging.info(f"frozen LLM {name_or_path}: {sum(p.numel() for p in self.model.parameters()) / 1e6:.1f}M "
                      f"params, {self.model.dtype}, end-of-turn id {self.chat.end_of_turn}, "
                      f"fingerprint {self.fingerprint[:12]}")
@@ -150,27 +163,68 @@ class FrozenLLM:
             self.model.to(device=device, dtype=pick_dtype(self.dtype_name, device))
         return self
 
-    # -- embedding and generation ----------------------------------------------------------------------
+    # -- embedding, the frozen prefix's cache and generation -------------------------------------------
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model.get_input_embeddings()(ids.to(self.device))
 
     @torch.no_grad()
-    def generate_from_embeds(self, embeds: Sequence[torch.Tensor], max_new_tokens: int) -> List[str]:
-        """Greedy replies for prompts given as embedding sequences (T_i, H), left-padded into one batch."""
+    def prefix_kv(self, ids: Sequence[int]) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+        """Keys and values of a constant prompt prefix (system turn, user-turn header), computed once: the
+        LLM is frozen, so they never change and no gradient flows into them. Kept per device and dtype."""
+        key = (tuple(int(i) for i in ids), str(self.device), self.dtype)
+        if key not in self._prefix_cache:
+            ids_t = torch.tensor([list(key[0])], device=self.device)
+            out = self.model(input_ids=ids_t, use_cache=True)
+            cache = out[self._cache_name]
+            self._prefix_cache[key] = [(layer.keys, layer.values) for layer in cache.layers]
+        return self._prefix_cache[key]
+
+    def prefix_cache(self, ids: Sequence[int], batch_size: int):
+        """A fresh DynamicCache holding the prefix for ``batch_size`` rows (the model appends to it)."""
+        from transformers import DynamicCache
+
+        return DynamicCache(ddp_cache_data=[(k.expand(batch_size, -1, -1, -1), v.expand(batch_size, -1, -1, -1))
+                                            for k, v in self.prefix_kv(ids)])
+
+    def hidden_states(self, inputs: torch.Tensor, mask: torch.Tensor, prefix: Optional[Sequence[int]] = None):
+        """Last hidden states (B, T, H) of ``inputs`` (B, T, H) embeddings, after the cached ``prefix`` ids
+        if given (then ``mask`` covers ``inputs`` only)."""
+        if prefix is None or len(prefix) == 0:
+            return self.model.base_model(inputs_embeds=inputs, attention_mask=mask).last_hidden_state
+        b = inputs.shape[0]
+        full_mask = torch.cat([mask.new_ones(b, len(prefix)), mask], 1)
+        return self.model.base_model(inputs_embeds=inputs, attention_mask=full_mask, use_cache=True,
+                                     **{self._cache_name: self.prefix_cache(prefix, b)}).last_hidden_state
+
+    @torch.no_grad()
+    def generate_from_embeds(self, embeds: Sequence[torch.Tensor], max_new_tokens: int,
+                             prefix: Optional[Sequence[int]] = None) -> List[str]:
+        """Greedy replies for prompts given as embedding sequences (T_i, H), left-padded into one batch;
+        with ``prefix`` (token ids), every prompt starts with it and it is taken from the prefix cache."""
         lengths = [e.shape[0] for e in embeds]
         width = max(lengths)
-        batch = torch.zeros(len(embeds), width, self.hidden_size, dtype=self.dtype, device=self.device)
-        mask = torch.zeros(len(embeds), width, dtype=torch.long, device=self.device)
+        n, p = len(embeds), len(prefix or [])
+        batch = torch.zeros(n, width, self.hidden_size, dtype=self.dtype, device=self.device)
+        mask = torch.zeros(n, p + width, dtype=torch.long, device=self.device)
+        mask[:, :p] = 1
         for i, e in enumerate(embeds):
             batch[i, width - e.shape[0]:] = e.to(self.dtype)
-            mask[i, width - e.shape[0]:] = 1
+            mask[i, p + width - e.shape[0]:] = 1
+        kw = {}
+        if p:  # generate() takes the whole sequence and skips the positions that the cache holds
+            pre = self.embed(torch.tensor(list(prefix), device=self.device)).to(self.dtype)
+            batch = torch.cat([pre[None].expand(n, -1, -1), batch], 1)
+            kw[self._cache_name] = self.prefix_cache(prefix, n)
         out = self.model.generate(inputs_embeds=batch, attention_mask=mask, max_new_tokens=max_new_tokens,
                                   do_sample=False, num_beams=1, pad_token_id=self.chat.pad_id,
-                                  eos_token_id=self.chat.stop_ids, top_p=None, top_k=None, temperature=None)
+                                  eos_token_id=self.chat.stop_ids, top_p=None, top_k=None, temperature=None, **kw)
         return self.chat.decode(out.tolist())
 
     @torch.no_grad()
     def generate_from_text(self, users: Sequence[str], max_new_tokens: int) -> List[str]:
-        """Greedy replies to text-only user turns (the teacher)."""
-        embeds = [self.embed(torch.tensor(self.chat.encode(self.chat.render(u)))) for u in users]
-        return self.generate_from_embeds(embeds, max_new_tokens)
+        """Greedy replies to text-only user turns (the teacher). The part shared by every rendered prompt
+        (system turn, user-turn header) comes from the prefix cache."""
+        ids = [self.chat.encode(self.chat.render(u)) for u in users]
+        prefix = self.chat.common_prefix(ids)
+        embeds = [self.embed(torch.tensor(x[len(prefix):])) for x in ids]
+        return self.generate_from_embeds(embeds, max_new_tokens, prefix)

@@ -45,6 +45,12 @@ class SpeechAdapter(torch.nn.Module):
         return self.mlp(x), torch.div(lengths + self.stack - 1, self.stack, rounding_mode="floor")
 
 
+def masked_mean(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Mean over time of (B, T, D) frames, counting only the first ``lengths[i]`` frames of row i."""
+    mask = (torch.arange(x.shape[1], device=x.device)[None] < lengths[:, None]).to(x.dtype)
+    return (x * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+
+
 def _fingerprint_tensor(hexdigest: str) -> torch.Tensor:
     """First 160 bits of the fingerprint as 20 bytes stored in floats, which survive dtype casts and
     ESPnet's n-best averaging (the mean of equal small integers is exact)."""
@@ -67,6 +73,10 @@ class ParaAlignModel(AbsESPnetModel):
         task_ratios: Optional[Dict[str, float]] = None,
         task_weights: Optional[Dict[str, float]] = None,
         seed: int = 0,
+        max_target_tokens: int = 0,
+        aux_conf: Optional[dict] = None,
+        speaker_norm: bool = False,
+        cache_prefix: bool = True,
     ):
         super().__init__()
         self.frontend, self.specaug, self.normalize = frontend, specaug, normalize
@@ -85,6 +95,17 @@ class ParaAlignModel(AbsESPnetModel):
             self.register_buffer(f"prefix_{task}", torch.tensor(p.prefix, dtype=torch.long), persistent=False)
             self.register_buffer(f"suffix_{task}", torch.tensor(p.suffix, dtype=torch.long), persistent=False)
         self.register_buffer("llm_fingerprint", _fingerprint_tensor(llm.fingerprint))
+        self.max_target_tokens = max_target_tokens  # > 0: learn only the first N tokens of each target
+        self.cache_prefix = cache_prefix
+        self.speaker_norm = speaker_norm
+        aux_conf = dict(aux_conf or {})
+        self.aux_weight = float(aux_conf.get("weight", 0.0))
+        self.aux_labels = [str(x) for x in aux_conf.get("labels", [])]
+        self.aux_head = None
+        if self.aux_weight > 0:  # an emotion classifier on the pooled encoder output (beyond the paper)
+            if len(self.aux_labels) < 2:
+                raise ValueError("aux_conf.labels must list the emotion labels (>= 2) when aux_conf.weight > 0")
+            self.aux_head = torch.nn.Linear(encoder.output_size(), len(self.aux_labels))
 
     # -- keeping the LLM frozen and out of checkpoints -------------------------------------------------
     def _apply(self, fn, *args, **kwargs):
@@ -110,24 +131,44 @@ class ParaAlignModel(AbsESPnetModel):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- speech to LLM embeddings ----------------------------------------------------------------------
-    def encode(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Speech (B, T) -> LLM-width embeddings (B, S, H) at ~12.5 tokens/s, and their lengths."""
-        feats, lengths = self._extract_feats(speech, speech_lengths)
+    def encode(self, speech: torch.Tensor, speech_lengths: torch.Tensor, spk_mean: Optional[torch.Tensor] = None,
+               return_encoder: bool = False):
+        """Speech (B, T) -> LLM-width embeddings (B, S, H) at ~12.5 tokens/s, and their lengths (and, with
+        ``return_encoder``, the encoder output and its lengths, for the auxiliary classifier)."""
+        feats, lengths = self._extract_feats(speech, speech_lengths, spk_mean)
         if self.specaug is not None and self.training:
             feats, lengths = self.specaug(feats, lengths)
         if self.normalize is not None:
             feats, lengths = self.normalize(feats, lengths)
         enc, enc_lengths, _ = self.encoder(feats, lengths)
-        return self.adapter(enc, enc_lengths)
+        emb, emb_lengths = self.adapter(enc, enc_lengths)
+        return (emb, emb_lengths, enc, enc_lengths) if return_encoder else (emb, emb_lengths)
 
-    def _extract_feats(self, speech, speech_lengths):
+    def _extract_feats(self, speech, speech_lengths, spk_mean: Optional[torch.Tensor] = None):
         speech = speech[:, : speech_lengths.max()]
         if self.frontend is None:  # features were dumped by stage 3
-            return speech, speech_lengths
-        return self.frontend(speech, speech_lengths)
+            feats, lengths = speech, speech_lengths
+        else:
+            feats, lengths = self.frontend(speech, speech_lengths)
+        if self.speaker_norm:
+            # Per-speaker mean subtraction (Kaldi's per-speaker CMN): the emotion is what differs from the
+            # speaker's usual level, pitch and timbre. Without a speaker mean (one file), the utterance's own.
+            if spk_mean is None:
+                spk_mean = masked_mean(feats, lengths)
+            valid = (torch.arange(feats.shape[1], device=feats.device)[None] < lengths[:, None])[..., None]
+            feats = (feats - spk_mean.to(feats.dtype)[:, None, :]) * valid
+        return feats, lengths
 
-    def collect_feats(self, speech: torch.Tensor, speech_lengths: torch.Tensor, **kwargs) -> Dict[str, torch.Tensor]:
-        feats, lengths = self._extract_feats(speech, speech_lengths)
+    def utterance_feats_mean(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> torch.Tensor:
+        """(B, D) mean frontend features of each utterance: averaged over a speaker's utterances, the
+        speaker mean that ``speaker_norm`` subtracts (bin/speaker_stats.py)."""
+        speech = speech[:, : speech_lengths.max()]
+        feats, lengths = (speech, speech_lengths) if self.frontend is None else self.frontend(speech, speech_lengths)
+        return masked_mean(feats, lengths)
+
+    def collect_feats(self, speech: torch.Tensor, speech_lengths: torch.Tensor, spk_mean=None,
+                      **kwargs) -> Dict[str, torch.Tensor]:
+        feats, lengths = self._extract_feats(speech, speech_lengths, spk_mean)
         return {"feats": feats, "feats_lengths": lengths}
 
     @staticmethod
@@ -147,21 +188,33 @@ class ParaAlignModel(AbsESPnetModel):
             index.append(i * width + torch.arange(start - 1, x.shape[0] - 1))
         return inputs, mask, torch.cat(index).to(inputs.device)
 
+    def shared_prefix(self, tasks: Sequence[str]) -> Optional[List[int]]:
+        """The prefix ids of these tasks' prompts if they are all the same (then it comes from the LLM's
+        prefix cache), else None. The recipes' prompts all put the speech first in the user turn."""
+        if not self.cache_prefix:
+            return None
+        prefixes = {tuple(getattr(self, f"prefix_{t}").tolist()) for t in set(tasks)}
+        return list(prefixes.pop()) if len(prefixes) == 1 else None
+
     def splice(self, tasks: Union[str, Sequence[str]], speech: torch.Tensor, speech_lengths: torch.Tensor,
                reply: torch.Tensor, reply_lengths: torch.Tensor):
-        """LLM inputs [prefix | speech | suffix | reply] per row, the prompt of each row's task."""
+        """LLM inputs [prefix | speech | suffix | reply] per row, the prompt of each row's task. Returns
+        inputs, mask, reply index and the shared prefix ids: when every row has the same prefix it is left
+        out of the inputs and taken from the cache."""
         if isinstance(tasks, str):
             tasks = [tasks] * speech.shape[0]
-        embeds = {t: (self.llm.embed(getattr(self, f"prefix_{t}")), self.llm.embed(getattr(self, f"suffix_{t}")))
-                  for t in set(tasks)}
+        shared = self.shared_prefix(tasks)
+        embeds = {t: ([] if shared is not None else [self.llm.embed(getattr(self, f"prefix_{t}"))],
+                      self.llm.embed(getattr(self, f"suffix_{t}"))) for t in set(tasks)}
         reply_emb = self.llm.embed(reply.clamp(min=0))
-        rows = [[embeds[t][0], speech[i, : speech_lengths[i]], embeds[t][1], reply_emb[i, : reply_lengths[i]]]
+        rows = [embeds[t][0] + [speech[i, : speech_lengths[i]], embeds[t][1], reply_emb[i, : reply_lengths[i]]]
                 for i, t in enumerate(tasks)]
-        return self.pack(rows, reply_lengths.tolist(), self.llm.dtype)
+        return (*self.pack(rows, reply_lengths.tolist(), self.llm.dtype), shared)
 
-    def reply_logits(self, inputs: torch.Tensor, mask: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def reply_logits(self, inputs: torch.Tensor, mask: torch.Tensor, index: torch.Tensor,
+                     prefix: Optional[Sequence[int]] = None) -> torch.Tensor:
         """LLM logits at the reply positions only: (N, V) in fp32. The LM head runs on N rows, not B*T."""
-        hidden = self.llm.model.base_model(inputs_embeds=inputs, attention_mask=mask).last_hidden_state
+        hidden = self.llm.hidden_states(inputs, mask, prefix)
         hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, index)
         return self.llm.model.get_output_embeddings()(hidden).float()
 
@@ -174,24 +227,30 @@ class ParaAlignModel(AbsESPnetModel):
         return self.reply_logits(*self.pack(rows, reply_lengths.tolist(), self.llm.dtype))
 
     # -- training --------------------------------------------------------------------------------------
-    def forward(self, speech: torch.Tensor, speech_lengths: torch.Tensor, **kwargs
+    def forward(self, speech: torch.Tensor, speech_lengths: torch.Tensor, spk_mean: Optional[torch.Tensor] = None,
+                emotion_label: Optional[torch.Tensor] = None, **kwargs
                 ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
         """One LLM pass per batch: each row is assigned one task (by the sampler's ratios, among the tasks
-        whose targets are in the batch); the loss is the weighted mean of the per-task token losses."""
+        whose targets are in the batch); the loss is the weighted mean of the per-task token losses, plus
+        ``aux_conf.weight`` times the auxiliary emotion classifier's loss when it is on."""
+        kwargs.pop("spk_mean_lengths", None)
+        kwargs.pop("emotion_label_lengths", None)
         available = [t for t in self.tasks if t in kwargs]
         if not available:
             raise ValueError(f"no target field in the batch: expected one of {self.tasks}, got {sorted(kwargs)}")
         batch_size = speech.shape[0]
         row_tasks = self.sampler.sample(batch_size, available)
-        emb, emb_lengths = self.encode(speech, speech_lengths)
+        emb, emb_lengths, enc, enc_lengths = self.encode(speech, speech_lengths, spk_mean, return_encoder=True)
         width = max(kwargs[t].shape[1] for t in available)
         reply = torch.full((batch_size, width), IGNORE, dtype=torch.long, device=speech.device)
         reply_lengths = torch.zeros(batch_size, dtype=torch.long, device=speech.device)
         for i, t in enumerate(row_tasks):
             n = int(kwargs[f"{t}_lengths"][i])
+            if self.max_target_tokens > 0:
+                n = min(n, self.max_target_tokens)
             reply[i, :n], reply_lengths[i] = kwargs[t][i, :n], n
-        inputs, mask, index = self.splice(row_tasks, emb, emb_lengths, reply, reply_lengths)
-        logits = self.reply_logits(inputs, mask, index)
+        inputs, mask, index, prefix = self.splice(row_tasks, emb, emb_lengths, reply, reply_lengths)
+        logits = self.reply_logits(inputs, mask, index, prefix)
         target = torch.cat([reply[i, : reply_lengths[i]] for i in range(batch_size)])
         teacher = None
         if self.loss_fn.needs_teacher:
@@ -214,30 +273,57 @@ class ParaAlignModel(AbsESPnetModel):
                 stats[f"loss_{t}"] = task_loss.detach()
                 stats[f"acc_{t}"] = (logits[sel].argmax(-1) == target[sel]).float().mean()
         loss = loss / total_weight
+        if self.aux_head is not None:
+            if emotion_label is None:
+                raise ValueError("aux_conf.weight > 0 needs the 'emotion_label' field in the data (utt2emo)")
+            aux_logits = self.aux_head(masked_mean(enc, enc_lengths))
+            labels = emotion_label.reshape(batch_size, -1)[:, 0]
+            aux_loss = F.cross_entropy(aux_logits, labels)
+            stats["loss_align"] = loss.detach()
+            stats["loss_aux"] = aux_loss.detach()
+            stats["acc_aux"] = (aux_logits.argmax(-1) == labels).float().mean()
+            loss = loss + self.aux_weight * aux_loss
         stats["loss"] = loss.detach()
         loss, stats, weight = force_gatherable((loss, stats, batch_size), loss.device)
         return loss, stats, weight
 
     # -- inference -------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def generate(self, speech: torch.Tensor, speech_lengths: torch.Tensor, task: str = "response",
-                 user: Optional[str] = None, max_new_tokens: int = 64) -> List[str]:
-        """Greedy replies from speech. ``user`` (with <speech>) replaces the task's prompt, e.g. to ask
-        "<speech>\\nWhat emotion do you hear?"."""
-        emb, emb_lengths = self.encode(speech, speech_lengths)
+    def prompt_ids(self, task: str = "response", user: Optional[str] = None) -> Tuple[List[int], List[int]]:
+        """Prefix and suffix ids around the speech: ``user`` (with <speech>) or the task's student prompt."""
         if user is not None:
             p = self.llm.chat.speech_prompt(user)
-            pre, suf = (self.llm.embed(torch.tensor(x, device=emb.device)) for x in (p.prefix, p.suffix))
-        else:
-            pre, suf = (self.llm.embed(getattr(self, f"{n}_{task}")) for n in ("prefix", "suffix"))
-        dtype = self.llm.dtype
-        prompts = [torch.cat([pre.to(dtype), emb[i, : emb_lengths[i]].to(dtype), suf.to(dtype)])
-                   for i in range(emb.shape[0])]
-        return self.llm.generate_from_embeds(prompts, max_new_tokens)
+            return p.prefix, p.suffix
+        return getattr(self, f"prefix_{task}").tolist(), getattr(self, f"suffix_{task}").tolist()
 
     @torch.no_grad()
-    def pooled_speech_tokens(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> torch.Tensor:
+    def answer(self, speech: torch.Tensor, speech_lengths: torch.Tensor, questions: Dict[str, Tuple[str, Optional[str]]],
+               max_new_tokens: int = 64, spk_mean: Optional[torch.Tensor] = None) -> Dict[str, List[str]]:
+        """Greedy replies to several questions about the same speech, encoded once. ``questions`` maps a
+        name to (task, user): the task's student prompt, or ``user`` (with <speech>) when it is given.
+        The prompt's prefix comes from the LLM's prefix cache."""
+        emb, emb_lengths = self.encode(speech, speech_lengths, spk_mean)
+        dtype = self.llm.dtype
+        out = {}
+        for name, (task, user) in questions.items():
+            prefix, suffix = self.prompt_ids(task, user)
+            suf = self.llm.embed(torch.tensor(suffix, device=emb.device)).to(dtype)
+            prompts = [torch.cat([emb[i, : emb_lengths[i]].to(dtype), suf]) for i in range(emb.shape[0])]
+            if not self.cache_prefix or not prefix:
+                pre = self.llm.embed(torch.tensor(prefix, device=emb.device)).to(dtype)
+                prompts, prefix = [torch.cat([pre, x]) for x in prompts], None
+            out[name] = self.llm.generate_from_embeds(prompts, max_new_tokens, prefix)
+        return out
+
+    def generate(self, speech: torch.Tensor, speech_lengths: torch.Tensor, task: str = "response",
+                 user: Optional[str] = None, max_new_tokens: int = 64,
+                 spk_mean: Optional[torch.Tensor] = None) -> List[str]:
+        """Greedy replies from speech. ``user`` (with <speech>) replaces the task's prompt, e.g. to ask
+        "<speech>\\nWhat emotion do you hear?"."""
+        return self.answer(speech, speech_lengths, {"reply": (task, user)}, max_new_tokens, spk_mean)["reply"]
+
+    @torch.no_grad()
+    def pooled_speech_tokens(self, speech: torch.Tensor, speech_lengths: torch.Tensor,
+                             spk_mean: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Mean of each utterance's speech-token embeddings (B, H), for linear probes."""
-        emb, lengths = self.encode(speech, speech_lengths)
-        mask = (torch.arange(emb.shape[1], device=emb.device)[None] < lengths[:, None]).to(emb.dtype)
-        return (emb * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+        emb, lengths = self.encode(speech, speech_lengths, spk_mean)
+        return masked_mean(emb, lengths)

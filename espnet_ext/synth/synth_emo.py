@@ -2,18 +2,20 @@
 four emotions, so that the emotion is only in the voice (pitch, pitch range, rate, loudness, pauses).
 
 Splits, all deterministic from a seed:
-  train        train voices x seen sentences x emotions
-  valid        the valid voice x some seen sentences x emotions
-  test         held-out voices x some seen sentences x emotions      (new voices)
-  test_unseen  held-out voices x held-out sentences x emotions       (new voices and sentences)
-Every sentence of a test set appears in every emotion (minimal pairs).
+  train        40 random voices x 16 seen sentences each x emotions
+  valid        4 other random voices x 6 seen sentences each x emotions
+  test         2 held-out voices x 24 seen sentences x emotions          (new voices)
+  test_unseen  the same held-out voices x 16 held-out sentences x emotions (new voices and sentences)
+Every sentence a voice speaks, it speaks in every emotion (minimal pairs). Each training voice is a random
+draw of variant, base pitch, rate, expressiveness and level, so that only prosody relative to the speaker
+carries the emotion; the test voices use variants and base values that no training voice has.
 """
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import soundfile
@@ -24,10 +26,14 @@ from espnet_ext.datadir import spk2utt_from, write_kv
 
 @dataclass(frozen=True)
 class Voice:
-    name: str     # speaker id
-    espeak: str   # espeak-ng voice + variant
-    pitch: int    # base pitch, 0-100
-    rate: int     # base rate, words per minute
+    """A speaker: an espeak-ng voice + variant, its base prosody and how strongly it expresses emotion."""
+    name: str             # speaker id
+    espeak: str           # espeak-ng voice + variant
+    pitch: int            # base pitch, 0-100
+    rate: int             # base rate, words per minute
+    expressiveness: float = 1.0  # scales the emotions' pitch shifts
+    range_offset: int = 0        # added to the emotions' pitch ranges
+    gain: float = 1.0            # recording level (scales every emotion's volume)
 
 
 @dataclass(frozen=True)
@@ -38,38 +44,58 @@ class Emotion:
     rate_factor: float
     volume: int
     wordgap: int
+    exclaim: bool = False  # spoken with espeak's exclamation intonation (the transcript keeps its '.')
 
 
 EMOTIONS: Dict[str, Emotion] = {
-    "neutral": Emotion(pitch_shift=0, range=40, rate_factor=1.00, volume=100, wordgap=0),
-    "happy": Emotion(pitch_shift=22, range=90, rate_factor=1.15, volume=125, wordgap=0),
+    "neutral": Emotion(pitch_shift=0, range=30, rate_factor=1.00, volume=100, wordgap=0),
+    "happy": Emotion(pitch_shift=26, range=100, rate_factor=1.15, volume=135, wordgap=0, exclaim=True),
     "sad": Emotion(pitch_shift=-16, range=10, rate_factor=0.70, volume=60, wordgap=5),
-    "angry": Emotion(pitch_shift=6, range=60, rate_factor=1.25, volume=190, wordgap=1),
+    "angry": Emotion(pitch_shift=6, range=60, rate_factor=1.25, volume=200, wordgap=1, exclaim=True),
 }
 
-VOICES: List[Voice] = [
-    Voice("spk01", "en-us+m1", 42, 165),
-    Voice("spk02", "en-us+f2", 56, 160),
-    Voice("spk03", "en+m3", 38, 170),
-    Voice("spk04", "en-us+f4", 60, 155),
-    Voice("spk05", "en-gb-x-rp+m7", 45, 160),
-    Voice("spk06", "en-us+f1", 58, 165),
-    Voice("spk07", "en+m2", 44, 158),
-    Voice("spk08", "en-us+f3", 62, 168),
-]
+# Held-out voices of test/test_unseen: variants no training voice uses, at base pitches and rates that the
+# training draws keep away from (see draw_voices).
+TEST_VOICES: List[Voice] = [Voice("spk07", "en+m2", 44, 158), Voice("spk08", "en-us+f3", 62, 168)]
+TRAIN_LANGUAGES = ("en", "en-us", "en-gb-x-rp", "en-gb-scotland", "en-029", "en-us-nyc")
+TRAIN_VARIANTS = ("m1", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f4", "f5", "Andy", "Annie", "adam",
+                  "anika", "aunty", "belinda", "benjamin", "david", "edward", "ian", "john", "linda", "max",
+                  "paul", "robert", "shelby", "steph", "travis")
+PITCH_RANGE, RATE_RANGE, HOLDOUT = (25, 75), (140, 185), 3  # HOLDOUT: distance kept from test values
+
+
+def draw_voices(n: int, rng: random.Random, prefix: str) -> List[Voice]:
+    """``n`` random speakers: language, variant, base pitch and rate, expressiveness and level, so that
+    only prosody *relative to the speaker* tells the emotions apart. Base pitch and rate keep HOLDOUT away
+    from every test voice's values."""
+    def pick(lo_hi, taken):
+        while True:
+            v = rng.randint(*lo_hi)
+            if all(abs(v - t) >= HOLDOUT for t in taken):
+                return v
+    voices = []
+    for i in range(n):
+        voices.append(Voice(
+            f"{prefix}{i + 1:03d}", f"{rng.choice(TRAIN_LANGUAGES)}+{rng.choice(TRAIN_VARIANTS)}",
+            pitch=pick(PITCH_RANGE, [v.pitch for v in TEST_VOICES]),
+            rate=pick(RATE_RANGE, [v.rate for v in TEST_VOICES]),
+            expressiveness=round(rng.uniform(0.8, 1.2), 3), range_offset=rng.randint(-8, 8),
+            gain=round(rng.uniform(0.85, 1.15), 3)))
+    return voices
 
 
 @dataclass
 class Design:
-    """Which voices and how many sentences go to each split."""
-    train_voices: int = 5
-    valid_voices: int = 1
-    test_voices: int = 2     # the last voices of VOICES
+    """How many voices and sentences go to each split. Train and valid voices are random draws (disjoint
+    speakers); test voices are TEST_VOICES."""
+    train_voices: int = 40
+    valid_voices: int = 4
+    test_voices: int = 2     # the first of TEST_VOICES
+    sentences_per_train_voice: int = 16
+    sentences_per_valid_voice: int = 6
     num_unseen_sentences: int = 32
-    num_valid_sentences: int = 24
     num_test_sentences: int = 24
     num_test_unseen_sentences: int = 16
-    max_train_sentences: int = 0  # 0: all seen sentences
 
 
 def read_sentences(path: Path) -> List[str]:
@@ -81,23 +107,31 @@ def read_sentences(path: Path) -> List[str]:
     return sentences
 
 
-def plan_splits(num_sentences: int, design: Design, seed: int) -> Dict[str, Dict[str, List]]:
-    """Voices and sentence indices per split (sentence ids are 1-based positions in the list)."""
+def plan_splits(num_sentences: int, design: Design, seed: int) -> Dict[str, List[Tuple[Voice, List[int]]]]:
+    """(voice, sentence ids) per split; sentence ids are 1-based positions in the list. Train voices each
+    speak a random subset of the seen sentences; test voices speak the same test sentences (minimal pairs
+    across voices too)."""
     rng = random.Random(seed)
     order = list(range(1, num_sentences + 1))
     rng.shuffle(order)
     unseen, seen = sorted(order[:design.num_unseen_sentences]), sorted(order[design.num_unseen_sentences:])
-    nt, nv, ne = design.train_voices, design.valid_voices, design.test_voices
-    if nt + nv + ne > len(VOICES) or min(nt, nv, ne) < 1:
-        raise ValueError(f"{nt} train + {nv} valid + {ne} test voices: need >= 1 each, {len(VOICES)} in all")
-    train_sents = seen if not design.max_train_sentences else sorted(rng.sample(seen, design.max_train_sentences))
-    return {
-        "train": {"voices": VOICES[:nt], "sentences": train_sents},
-        "valid": {"voices": VOICES[nt:nt + nv], "sentences": sorted(rng.sample(seen, design.num_valid_sentences))},
-        "test": {"voices": VOICES[-ne:], "sentences": sorted(rng.sample(seen, design.num_test_sentences))},
-        "test_unseen": {"voices": VOICES[-ne:],
-                        "sentences": sorted(rng.sample(unseen, design.num_test_unseen_sentences))},
-    }
+    if min(design.train_voices, design.valid_voices, design.test_voices) < 1 or \
+            design.test_voices > len(TEST_VOICES):
+        raise ValueError(f"need >= 1 train, valid and test voice(s), at most {len(TEST_VOICES)} test voices")
+    voices = draw_voices(design.train_voices + design.valid_voices, rng, "spk")
+    train, valid = voices[:design.train_voices], voices[design.train_voices:]
+
+    def subset(pool, k):
+        return sorted(rng.sample(pool, min(k, len(pool))))
+    train_plan = [(v, subset(seen, design.sentences_per_train_voice)) for v in train]
+    spoken = sorted({s for _, sents in train_plan for s in sents})  # test sentences were heard in training
+    valid_plan = [(v, subset(seen, design.sentences_per_valid_voice)) for v in valid]
+    test_sents = subset(spoken, design.num_test_sentences)
+    unseen_sents = subset(unseen, design.num_test_unseen_sentences)
+    test_voices = TEST_VOICES[:design.test_voices]
+    return {"train": train_plan, "valid": valid_plan,
+            "test": [(v, test_sents) for v in test_voices],
+            "test_unseen": [(v, unseen_sents) for v in test_voices]}
 
 
 def render(text: str, voice: Voice, emotion: str, rng: random.Random, fs: int) -> np.ndarray:
@@ -107,10 +141,11 @@ def render(text: str, voice: Voice, emotion: str, rng: random.Random, fs: int) -
     e = EMOTIONS[emotion]
     engine = Espeak()
     x = engine.synth(
-        text, voice.espeak,
+        text.rstrip(".?!") + "!" if e.exclaim else text, voice.espeak,
         rate=round(voice.rate * e.rate_factor * rng.uniform(0.96, 1.04)),
-        pitch=max(0, min(100, voice.pitch + e.pitch_shift + rng.randint(-3, 3))),
-        range=e.range, volume=e.volume, wordgap=e.wordgap)
+        pitch=max(0, min(100, voice.pitch + round(e.pitch_shift * voice.expressiveness) + rng.randint(-3, 3))),
+        range=max(0, min(100, e.range + voice.range_offset)), volume=round(e.volume * voice.gain),
+        wordgap=e.wordgap)
     x = np.clip(resample(x, engine.sample_rate, fs), -1.0, 1.0)
     pad = np.zeros(int(0.15 * fs), dtype=np.float32)  # short silences, as in a recording
     return np.concatenate([pad, x, pad])
@@ -126,11 +161,10 @@ def build(sentences_file: Path, out_data: Path, wav_dir: Path, seed: int = 777, 
     plan = plan_splits(len(sentences), design, seed)
     counts = {}
     for split in splits:
-        voices, sent_ids = plan[split]["voices"], plan[split]["sentences"]
         files: Dict[str, Dict[str, str]] = {k: {} for k in ("wav.scp", "text", "utt2spk", "utt2emo", "utt2sentid")}
         rng = random.Random(f"{seed}-{split}")
         (wav_dir / split).mkdir(parents=True, exist_ok=True)
-        jobs = [(v, emo, sid) for v in voices for emo in EMOTIONS for sid in sent_ids]
+        jobs = [(v, emo, sid) for v, sent_ids in plan[split] for emo in EMOTIONS for sid in sent_ids]
         for voice, emo, sid in tqdm(jobs, desc=f"synth {split}", disable=not progress, mininterval=5):
             utt = f"{voice.name}_{emo}_s{sid:03d}"
             text = sentences[sid - 1]
@@ -150,6 +184,6 @@ def build(sentences_file: Path, out_data: Path, wav_dir: Path, seed: int = 777, 
         for name, kv in files.items():
             write_kv(d / name, kv)
         write_kv(d / "spk2utt", spk2utt_from(files["utt2spk"]))
-        counts[split] = {"utterances": len(files["utt2spk"]), "speakers": len(voices),
-                         "emotions": len(EMOTIONS), "sentences": len(sent_ids)}
+        counts[split] = {"utterances": len(files["utt2spk"]), "speakers": len(plan[split]),
+                         "emotions": len(EMOTIONS), "sentences": len(set(files["utt2sentid"].values()))}
     return counts

@@ -34,12 +34,13 @@ from espnet2.train.trainer import Trainer
 from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import float_or_none, int_or_none, str2bool, str_or_none
 
+from espnet_ext.palign.frontend import MelPitchFrontend
 from espnet_ext.palign.llm import ChatTokenizer, FrozenLLM
 from espnet_ext.palign.model import IGNORE, ParaAlignModel, SpeechAdapter
 from espnet_ext.palign.prompts import load_prompt_conf
 
 frontend_choices = ClassChoices(
-    "frontend", classes=dict(default=DefaultFrontend, s3prl=S3prlFrontend),
+    "frontend", classes=dict(default=DefaultFrontend, s3prl=S3prlFrontend, mel_pitch=MelPitchFrontend),
     type_check=AbsFrontend, default="s3prl", optional=True)
 specaug_choices = ClassChoices(
     "specaug", classes=dict(specaug=SpecAug), type_check=AbsSpecAug, default=None, optional=True)
@@ -63,10 +64,12 @@ class PalignPreprocessor(AbsPreprocessor):
     task's teacher prompt (``<task>_prompt``: the text user turn, rendered by the chat template);
     keep speech as float32 mono."""
 
-    def __init__(self, train: bool, llm_name_or_path: str, system: Optional[str], tasks: List[str]):
+    def __init__(self, train: bool, llm_name_or_path: str, system: Optional[str], tasks: List[str],
+                 emotion_labels: Optional[List[str]] = None):
         super().__init__(train)
         self.chat = ChatTokenizer(llm_name_or_path, system)
         self.tasks = tasks
+        self.emotion_ids = {str(label): i for i, label in enumerate(emotion_labels or [])}
 
     def __call__(self, uid: str, data: Dict[str, object]) -> Dict[str, np.ndarray]:
         out = {}
@@ -78,6 +81,11 @@ class PalignPreprocessor(AbsPreprocessor):
             elif name.endswith("_prompt") and name[: -len("_prompt")] in self.tasks:
                 user = value.replace("\\n", "\n")  # stage 4 writes one line per utterance
                 out[name] = np.array(self.chat.encode(self.chat.render(user)), dtype=np.int64)
+            elif name == "emotion_label":  # the auxiliary classifier's target (utt2emo)
+                if value.strip() not in self.emotion_ids:
+                    raise ValueError(f"utterance '{uid}': emotion label '{value.strip()}' is not in "
+                                     f"aux_conf.labels {sorted(self.emotion_ids)}")
+                out[name] = np.array([self.emotion_ids[value.strip()]], dtype=np.int64)
             elif name == "speech" and isinstance(value, np.ndarray):
                 if value.ndim == 2 and value.shape[1] <= 8:  # (time, channels): stage 2 should have made it mono
                     value = value.mean(axis=1)
@@ -107,6 +115,17 @@ class PalignTask(AbsTask):
                            help="tokens_per_second (sets the frame stacking) or stack; hidden_size")
         group.add_argument("--task_conf", action=NestedDictAction, default={},
                            help="ratios: {task: share of rows}, weights: {task: loss weight}")
+        group.add_argument("--max_target_tokens", type=int, default=0,
+                           help="learn only the first N tokens of every target (0: all); the emotion shows "
+                                "in the first tokens of a reply, and a shorter row costs less")
+        group.add_argument("--aux_conf", action=NestedDictAction, default={},
+                           help="auxiliary emotion classifier on the pooled encoder output: weight (0: off, the "
+                                "paper's pure alignment), labels (the utt2emo labels, in order)")
+        group.add_argument("--speaker_norm", type=str2bool, default=False,
+                           help="subtract each speaker's mean frontend features (data field spk_mean, "
+                                "written by bin/speaker_stats.py); one file alone is normalised by itself")
+        group.add_argument("--cache_prefix", type=str2bool, default=True,
+                           help="take the prompt prefix shared by every row from the frozen LLM's KV cache")
         group.add_argument("--loss", type=str, default="ce", help="alignment loss: ce | kl")
         group.add_argument("--loss_conf", action=NestedDictAction, default={}, help="options of the loss")
         group.add_argument("--freeze_frontend", type=str2bool, default=True,
@@ -131,7 +150,8 @@ class PalignTask(AbsTask):
         if not args.use_preprocessor:
             return None
         prompt_conf = load_prompt_conf(args.prompt_conf)
-        return PalignPreprocessor(train, args.llm_conf["name_or_path"], prompt_conf.get("system"), args.tasks)
+        return PalignPreprocessor(train, args.llm_conf["name_or_path"], prompt_conf.get("system"), args.tasks,
+                                  (getattr(args, "aux_conf", None) or {}).get("labels"))
 
     @classmethod
     def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
@@ -139,7 +159,7 @@ class PalignTask(AbsTask):
 
     @classmethod
     def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
-        return KNOWN_TASKS + tuple(f"{t}_prompt" for t in KNOWN_TASKS)
+        return KNOWN_TASKS + tuple(f"{t}_prompt" for t in KNOWN_TASKS) + ("spk_mean", "emotion_label")
 
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> ParaAlignModel:
@@ -188,7 +208,9 @@ class PalignTask(AbsTask):
             prompts={t: args.prompt_conf["student"][t] for t in args.tasks},
             loss=args.loss, loss_conf=args.loss_conf, freeze_frontend=args.freeze_frontend,
             task_ratios=(args.task_conf or {}).get("ratios"), task_weights=(args.task_conf or {}).get("weights"),
-            seed=getattr(args, "seed", 0))
+            seed=getattr(args, "seed", 0), max_target_tokens=getattr(args, "max_target_tokens", 0),
+            aux_conf=getattr(args, "aux_conf", None), speaker_norm=getattr(args, "speaker_norm", False),
+            cache_prefix=getattr(args, "cache_prefix", True))
         if args.init is not None:
             from espnet2.torch_utils.initialize import initialize
 

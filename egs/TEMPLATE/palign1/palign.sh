@@ -96,9 +96,19 @@ stats_dir=${expdir}/stats
 teacher_dir=${expdir}/$(basename "${teacher_config:-teacher}" .yaml)
 [ -z "${inference_tag}" ] && inference_tag=$(basename "${inference_config:-decode}" .yaml)
 if "${gpu_inference}"; then _device=cuda; else _device=cpu; fi
-# conf_get FILE KEY: a top-level value of a YAML config (lists joined by spaces)
-conf_get() { ${python} -c "import sys,yaml; v=(yaml.safe_load(open(sys.argv[1])) or {}).get(sys.argv[2]); print(' '.join(map(str,v)) if isinstance(v,list) else ('' if v is None else v))" "$1" "$2"; }
+# conf_get FILE KEY: a value of a YAML config (KEY may be dotted: aux_conf.weight; lists joined by spaces)
+conf_get() { ${python} -c "
+import sys, yaml
+v = yaml.safe_load(open(sys.argv[1])) or {}
+for k in sys.argv[2].split('.'):
+    v = v.get(k) if isinstance(v, dict) else None
+print(' '.join(map(str, v)) if isinstance(v, list) else ('' if v is None else v))" "$1" "$2"; }
 require() { for v in "$@"; do [ -n "${!v}" ] || { log "--${v} is required for stage ${_stage}"; exit 2; }; done; }
+speaker_norm=False; spk_stats=""
+if [ -n "${palign_config}" ]; then
+    [ "$(conf_get "${palign_config}" speaker_norm)" = True ] && speaker_norm=True
+    spk_stats=${expdir}/spk_stats/$(basename "${palign_config}" .yaml)
+fi
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     log "Stage 1: data preparation (local/data.sh ${local_data_opts})"
@@ -167,12 +177,19 @@ fi
 # target carries the emotion (copied targets such as asr, having no teacher prompt, stay as they are).
 set_data_opts() {  # called when stage 4's files exist
     _data_opts=()
-    local _tasks _loss _suffix=${palign_target#response} _phase _dset _t _file
+    local _tasks _loss _suffix=${palign_target#response} _phase _dset _t _file _aux
     _tasks=$(conf_get "${palign_config}" tasks); _tasks=${_tasks:-response}
     _loss=$(conf_get "${palign_config}" loss)
+    _aux=$(conf_get "${palign_config}" aux_conf.weight)
     for _phase in train valid; do
         if [ "${_phase}" = train ]; then _dset=${train_set}; else _dset=${valid_set}; fi
         _data_opts+=(--${_phase}_data_path_and_name_and_type "${data_feats}/${_dset}/wav.scp,speech,sound")
+        if [ "${speaker_norm}" = True ]; then
+            _data_opts+=(--${_phase}_data_path_and_name_and_type "${spk_stats}/${_dset}/spk_mean.scp,spk_mean,npy")
+        fi
+        if [ -n "${_aux}" ] && [ "${_aux}" != 0 ] && [ "${_aux}" != 0.0 ]; then
+            _data_opts+=(--${_phase}_data_path_and_name_and_type "${data_feats}/${_dset}/utt2emo,emotion_label,text")
+        fi
         for _t in ${_tasks}; do
             _file=${_t}
             if [ -n "${_suffix}" ] && [ -e "${data_feats}/${_dset}/${_t}_prompt" ]; then
@@ -189,7 +206,14 @@ set_data_opts() {  # called when stage 4's files exist
 }
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
-    _stage=5; require palign_config; set_data_opts
+    _stage=5; require palign_config
+    if [ "${speaker_norm}" = True ]; then
+        log "Stage 5: each speaker's mean features (speaker_norm) -> ${spk_stats}"
+        _dirs=""; for dset in ${all_sets}; do _dirs+=" ${data_feats}/${dset}"; done
+        # shellcheck disable=SC2086
+        ${python} -m espnet_ext.bin.speaker_stats --config "${palign_config}" --data_dirs ${_dirs} --out "${spk_stats}"
+    fi
+    set_data_opts
     log "Stage 5: collect feature statistics and shapes -> ${stats_dir}"
     _logdir=${stats_dir}/logdir; mkdir -p "${_logdir}"
     _n=$(min "${nj}" "$(wc -l < "${data_feats}/${valid_set}/wav.scp")")
@@ -206,6 +230,10 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     _dirs=""; for i in $(seq "${_n}"); do _dirs+=" --input_dir ${_logdir}/stats.${i}"; done
     # shellcheck disable=SC2086
     ${python} -m espnet2.bin.aggregate_stats_dirs ${_dirs} --output_dir "${stats_dir}"
+    # Training batches are drawn in this key order (batch_type: unsorted): a seeded shuffle, so that no
+    # batch holds one speaker or one emotion (sorted batches group the long, sad utterances together).
+    ${python} -c "import random,sys; l=open(sys.argv[1]).readlines(); random.Random(0).shuffle(l); sys.stdout.writelines(l)" \
+        "${stats_dir}/train/speech_shape" > "${stats_dir}/train/speech_shape.shuffled"
 fi
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
@@ -220,7 +248,7 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     ${cuda_cmd} --gpu "${ngpu}" --num_threads "${num_threads}" "${palign_exp}/train.log" \
         ${python} -m espnet_ext.bin.palign_train --config "${palign_config}" --use_preprocessor true \
         "${_data_opts[@]}" "${_opts[@]}" --resume true --ngpu "${ngpu}" --output_dir "${palign_exp}" \
-        --train_shape_file "${stats_dir}/train/speech_shape" --train_shape_file "${stats_dir}/train/response_shape" \
+        --train_shape_file "${stats_dir}/train/speech_shape.shuffled" --train_shape_file "${stats_dir}/train/response_shape" \
         --valid_shape_file "${stats_dir}/valid/speech_shape" --valid_shape_file "${stats_dir}/valid/response_shape" \
         ${palign_args}
     grep -E "[0-9]+epoch results" "${palign_exp}/train.log" | sed 's/^.*INFO: //' >&2 || true
@@ -235,21 +263,16 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
         _dir=${palign_exp}/${inference_tag}/${dset}; mkdir -p "${_dir}/logdir"
         _n=$(min "${inference_nj}" "$(wc -l < "${data_feats}/${dset}/wav.scp")")
         utils/split_data_dir.sh "${data_feats}/${dset}" "${_n}" > /dev/null
+        _spk=(); [ "${speaker_norm}" = True ] && _spk=(--spk_mean_scp "${spk_stats}/${dset}/spk_mean.scp")
+        # The reply, and the answer to "What emotion do you hear?" (the prompt config's student 'emotion'
+        # turn) from the same encoding, with the reply's token budget: the text baselines' answers get the
+        # teacher's, and a cut answer ("The user's voice is quite melanch") would be scored wrong.
         # shellcheck disable=SC2086
         ${decode_cmd} --gpu "$("${gpu_inference}" && echo 1 || echo 0)" \
             --num_threads "$(( $(nproc) / _n > 0 ? $(nproc) / _n : 1 ))" JOB=1:"${_n}" "${_dir}/logdir/decode.JOB.log" \
             ${python} -m espnet_ext.bin.palign_inference --model_dir "${palign_exp}" "${_opts[@]}" \
             --data_dir "${data_feats}/${dset}/split${_n}/JOB" --output "${_dir}/logdir/text.JOB" \
-            --device "${_device}" ${inference_args}
-        # The same speech, asked "What emotion do you hear?" (the prompt config's student 'emotion' turn),
-        # with the reply's token budget: the text baselines' answers get the teacher's, and a cut answer
-        # ("The user's voice is quite melanch") would be scored wrong.
-        # shellcheck disable=SC2086
-        ${decode_cmd} --gpu "$("${gpu_inference}" && echo 1 || echo 0)" \
-            --num_threads "$(( $(nproc) / _n > 0 ? $(nproc) / _n : 1 ))" JOB=1:"${_n}" "${_dir}/logdir/emotion.JOB.log" \
-            ${python} -m espnet_ext.bin.palign_inference --model_dir "${palign_exp}" "${_opts[@]}" \
-            --data_dir "${data_feats}/${dset}/split${_n}/JOB" --output "${_dir}/logdir/emotion.JOB" \
-            --device "${_device}" ${inference_args} --task emotion
+            --emotion_output "${_dir}/logdir/emotion.JOB" "${_spk[@]}" --device "${_device}" ${inference_args}
         for f in text emotion; do
             for i in $(seq "${_n}"); do cat "${_dir}/logdir/${f}.${i}"; done | LC_ALL=C sort > "${_dir}/${f}"
         done
@@ -258,9 +281,19 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
 fi
 
 # score_system HYP_DIR DSET [probe options]: LLM judge (if configured), then every metric -> scores.json
+# The judge scores only after passing its calibration on the valid set (teacher above text-only replies).
+judge_calibration=${expdir}/judge/calibration.json
+judge_passed() {
+    [ -n "${judge_config}" ] || return 1
+    if [ ! -s "${judge_calibration}" ]; then
+        ${python} -m espnet_ext.bin.judge --config "${judge_config}" --ref_dir "${data_feats}/${valid_set}" \
+            --calibrate "${judge_calibration}" --device "${_device}"
+    fi
+    ${python} -c "import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))['passed'] else 1)" "${judge_calibration}"
+}
 score_system() {
     local hyp=$1 dset=$2; shift 2
-    if [ -n "${judge_config}" ]; then
+    if judge_passed; then
         ${python} -m espnet_ext.bin.judge --config "${judge_config}" --ref_dir "${data_feats}/${dset}" \
             --hyp "${hyp}/text" --output "${hyp}/judge" --device "${_device}"
     fi
@@ -275,8 +308,9 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
     _probe=${palign_exp}/${inference_tag}/probe
     for dset in ${train_set} ${test_sets}; do
         _max=0; [ "${dset}" = "${train_set}" ] && _max=${probe_max_utts}
+        _spk=(); [ "${speaker_norm}" = True ] && _spk=(--spk_mean_scp "${spk_stats}/${dset}/spk_mean.scp")
         ${python} -m espnet_ext.bin.pooled_tokens --model_dir "${palign_exp}" --data_dir "${data_feats}/${dset}" \
-            --output "${_probe}/${dset}.npz" --max_utts "${_max}" --device "${_device}"
+            --output "${_probe}/${dset}.npz" --max_utts "${_max}" --device "${_device}" "${_spk[@]}"
     done
     for dset in ${test_sets}; do
         score_system "${palign_exp}/${inference_tag}/${dset}" "${dset}" \

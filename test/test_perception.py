@@ -1,0 +1,145 @@
+"""What makes the LLM hear the emotion: the pitch frontend, speaker normalisation, the auxiliary loss, and
+the metrics that judge it (bootstrap intervals, judge calibration)."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_data_dir, tiny_train_args
+from espnet_ext import metrics
+from espnet_ext.bin import judge, speaker_stats
+from espnet_ext.palign.frontend import MelPitchFrontend, yin_pitch
+from espnet_ext.tasks.palign import PalignTask
+
+
+@pytest.mark.parametrize("f0", [70.0, 110.0, 196.0, 261.6, 440.0])
+def test_pitch_of_a_tone_within_two_percent(f0):
+    fs = 16000
+    t = torch.arange(int(0.8 * fs)) / fs
+    x = 0.3 * torch.sin(2 * math.pi * f0 * t) + 0.1 * torch.sin(2 * math.pi * 2 * f0 * t)  # with a harmonic
+    est, voicing = yin_pitch(x[None], fs)
+    inner = est[0, 5:-5]
+    assert torch.all(inner > 0) and torch.all(voicing[0, 5:-5] > 0.8)
+    assert torch.all((inner / f0 - 1).abs() < 0.02)
+    silence, v = yin_pitch(torch.zeros(1, fs), fs)
+    assert torch.all(silence == 0) and torch.all(v == 0)
+
+
+def test_mel_pitch_frontend_keeps_level_and_frames():
+    fe = MelPitchFrontend(n_mels=20)
+    fs = 16000
+    t = torch.arange(fs) / fs
+    tone = 0.05 * torch.sin(2 * math.pi * 150 * t)
+    speech = torch.stack([tone, 4 * tone])
+    feats, lengths = fe(speech, torch.tensor([fs, fs // 2]))
+    assert feats.shape == (2, fs // 160 + 1, 23) and lengths.tolist() == [101, 51]
+    # 4x the amplitude is 16x the power: the log-mel of the tone's band rises by ln 16 (s3prl's mel, with
+    # per-utterance CMVN, would remove the difference)
+    band = feats[0, 10:40, :20].mean(0).argmax()
+    assert (feats[1, 10:40, band] - feats[0, 10:40, band]).mean().item() == pytest.approx(math.log(16), abs=0.05)
+    log_f0, rel, voicing = feats[0, 10:90, 20], feats[0, 10:90, 21], feats[0, 10:90, 22]
+    assert torch.allclose(log_f0 + 5.0, torch.full_like(log_f0, math.log(150.0)), atol=0.02)
+    assert rel.abs().max() < 0.02 and voicing.min() > 0.8
+
+
+def _batch(model, n=4, seconds=0.6):
+    torch.manual_seed(1)
+    speech = torch.randn(n, int(16000 * seconds)) * 0.1
+    lengths = torch.tensor([speech.shape[1] - 800 * i for i in range(n)])
+    vocab = model.llm.model.get_input_embeddings().weight.shape[0]
+    reply = torch.randint(10, vocab - 10, (n, 5))
+    return dict(speech=speech, speech_lengths=lengths, response=reply, response_lengths=torch.full((n,), 5))
+
+
+def _build(llm, *extra):
+    return PalignTask.build_model(PalignTask.get_parser().parse_args(tiny_train_args(llm) + list(extra)))
+
+
+def test_aux_loss_weight_zero_is_the_pure_alignment_loss(tiny_llm):
+    torch.manual_seed(0)
+    plain = _build(tiny_llm).eval()
+    torch.manual_seed(0)
+    zero = _build(tiny_llm, "--aux_conf", "weight=0", "--aux_conf", "labels=[happy,sad]").eval()
+    assert zero.aux_head is None and set(plain.state_dict()) == set(zero.state_dict())
+    batch = _batch(plain)
+    labels = torch.tensor([[0], [1], [0], [1]])
+    assert torch.equal(plain(**batch)[0], zero(**batch, emotion_label=labels)[0])
+    torch.manual_seed(0)
+    on = _build(tiny_llm, "--aux_conf", "weight=0.5", "--aux_conf", "labels=[happy,sad]").eval()
+    loss, stats, _ = on(**batch, emotion_label=labels)
+    assert torch.allclose(loss, stats["loss_align"] + 0.5 * stats["loss_aux"])
+    assert torch.allclose(stats["loss_align"], plain(**batch)[1]["loss"])  # same encoder init, same alignment
+    with pytest.raises(ValueError, match="emotion_label"):
+        on(**batch)
+
+
+def test_speaker_norm_subtracts_the_speaker_mean(tiny_llm, tmp_path):
+    model = _build(tiny_llm, "--speaker_norm", "true", "--normalize", "none").eval()
+    batch = _batch(model, n=2)
+    speech, lengths = batch["speech"], batch["speech_lengths"]
+    raw, raw_lengths = model.frontend(speech[:, : lengths.max()], lengths)
+    mean = torch.randn(2, raw.shape[-1])
+    feats, _ = model._extract_feats(speech, lengths, mean)
+    valid = raw_lengths[1]
+    assert torch.allclose(feats[1, :valid], raw[1, :valid] - mean[1], atol=1e-5)
+    assert torch.all(feats[1, valid:] == 0)
+    own, _ = model._extract_feats(speech, lengths)  # no speaker mean: each utterance by itself
+    assert torch.allclose(own[0].mean(0), torch.zeros(raw.shape[-1]), atol=1e-4)
+    # The program behind stage 5 averages the utterance means of each speaker
+    d = make_data_dir(tmp_path / "data", [("a_1", "a"), ("a_2", "a"), ("b_1", "b")])
+    conf = tmp_path / "train.yaml"
+    conf.write_text("frontend: mel_pitch\nfrontend_conf:\n  n_mels: 20\n")
+    assert speaker_stats.main(["--config", str(conf), "--data_dirs", str(d), "--out", str(tmp_path / "spk")]) == 0
+    scp = dict(line.split() for line in (tmp_path / "spk" / "data" / "spk_mean.scp").read_text().splitlines())
+    assert scp["a_1"] == scp["a_2"] != scp["b_1"]
+    fe = speaker_stats.build_frontend(conf)
+    means = speaker_stats.utterance_means(fe, dict(line.split() for line in (d / "wav.scp").read_text().splitlines()))
+    assert np.allclose(np.load(scp["a_1"]), (means["a_1"] + means["a_2"]) / 2, atol=1e-5)
+    assert np.load(scp["b_1"]).shape == (23,)
+
+
+def test_bootstrap_interval_hand_case():
+    # 0/1 outcomes with mean 0.5: the 95 % interval holds the mean and has the binomial width (~ +-0.14)
+    items = [1.0] * 25 + [0.0] * 25
+    lo, hi = metrics.bootstrap_ci(items, lambda x: float(np.mean(x)), n_boot=2000)
+    assert lo < 0.5 < hi and 0.2 < hi - lo < 0.36
+    assert metrics.bootstrap_ci(items, lambda x: float(np.mean(x)), n_boot=2000) == (lo, hi)  # seeded
+    assert metrics.bootstrap_ci([1.0] * 10, lambda x: float(np.mean(x))) == (1.0, 1.0)
+    pred = {"u1": "sad", "u2": "sad", "u3": "happy", "u4": None}
+    ref = {"u1": "sad", "u2": "happy", "u3": "happy", "u4": "happy"}
+    scores = metrics.classification_scores(pred, ref, ["happy", "sad"])
+    assert scores["WA"] == 0.5 and scores["UAR"] == pytest.approx((1 / 3 + 1) / 2)
+    # F1: happy P=1 R=1/3 -> 0.5; sad P=1/2 R=1 -> 2/3
+    assert scores["macro_F1"] == pytest.approx((0.5 + 2 / 3) / 2)
+    cis = metrics.classification_cis(pred, ref, ["happy", "sad"], n_boot=200)
+    assert cis["WA_ci"][0] <= 0.5 <= cis["WA_ci"][1]
+
+
+def test_judge_calibration_decision():
+    teacher = {"a": "8", "b": "7", "c": "nan", "d": "6"}
+    text_only = {"a": "3", "b": "7", "c": "9", "d": "2"}
+    v = judge.calibration(teacher, text_only)
+    assert v["passed"] and v["utterances"] == 3 and v["teacher_wins"] == 2 and v["teacher_losses"] == 0
+    assert v["teacher_mean"] == pytest.approx(7.0) and v["text_only_mean"] == pytest.approx(4.0)
+    assert not judge.calibration(text_only, teacher)["passed"]           # ranks the text-only replies higher
+    assert not judge.calibration({"a": "5"}, {"a": "5"})["passed"]         # a tie is no pass
+    assert not judge.calibration({"a": "nan"}, {"a": "5"})["passed"]       # nothing parsed: no pass
+
+
+def test_judge_calibration_run_with_a_tiny_llm(tiny_llm, tmp_path):
+    d = make_data_dir(tmp_path / "valid", [("s1_a", "s1"), ("s1_b", "s1")])
+    (d / "response").write_text("s1_a I am so sorry.\ns1_b That is great!\n")
+    (d / "response_neutral").write_text("s1_a Okay.\ns1_b Okay.\n")
+    conf = tmp_path / "judge.yaml"
+    from conftest import ROOT
+    conf.write_text(f"llm_conf:\n  name_or_path: {tiny_llm}\njudge_prompt: {ROOT}/conf/prompts/judge.yaml\n"
+                    f"prompt_conf: {ROOT}/conf/prompts/emotion.yaml\n")
+    out = tmp_path / "calibration.json"
+    assert judge.main(["--config", str(conf), "--ref_dir", str(d), "--calibrate", str(out)]) == 0
+    v = json.loads(out.read_text())
+    assert set(v) >= {"teacher_mean", "text_only_mean", "passed", "utterances"}
+    # a random tiny LLM cannot tell good replies: whatever it answers, the verdict follows the rule
+    assert v["passed"] == (v["utterances"] > 0 and v["teacher_mean"] > v["text_only_mean"]
+                           and v["teacher_wins"] > v["teacher_losses"])

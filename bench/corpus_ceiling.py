@@ -1,9 +1,10 @@
 """How well can simple prosody statistics tell the emotions apart on voices a model never heard?
 
 The corpus's own ceiling, before any encoder or LLM: per utterance, statistics of the YIN pitch track
-(the same one as the ``mel_pitch`` frontend), of the frame energy and of the timing, then a logistic
-regression fitted on the training voices and scored on every other set. No speaker normalisation: one
-utterance at a time, as the speech encoder sees it.
+(the same one as the ``mel_pitch`` frontend), of the frame energy and of the timing; two quick classifiers
+(logistic regression, gradient-boosted trees) fitted on the training voices and scored on every other set,
+once on the raw statistics (one utterance alone) and once with each speaker's mean statistics subtracted
+(what ``speaker_norm`` does to the features: the speaker's mean comes from its audio, not its labels).
 
     python bench/corpus_ceiling.py --data_root egs/synth_emo/palign1/dump/raw  [--sets train valid test test_unseen]
 """
@@ -40,9 +41,15 @@ def utterance_features(x: np.ndarray, text: str, fs: int = 16000) -> np.ndarray:
 
 
 def load_set(d: Path):
-    wav, text, emo = read_kv(d / "wav.scp"), read_kv(d / "text"), read_kv(d / "utt2emo")
-    feats = np.stack([utterance_features(load_mono(wav[u], 16000), text[u]) for u in sorted(wav)])
-    return feats, np.array([emo[u] for u in sorted(wav)])
+    """(raw statistics, speaker-normalised statistics, labels) of a data dir."""
+    wav, text, emo, spk = (read_kv(d / f) for f in ("wav.scp", "text", "utt2emo", "utt2spk"))
+    keys = sorted(wav)
+    feats = np.stack([utterance_features(load_mono(wav[u], 16000), text[u]) for u in keys])
+    speakers = np.array([spk[u] for u in keys])
+    normed = feats.copy()
+    for s in set(speakers):
+        normed[speakers == s] -= feats[speakers == s].mean(0)
+    return feats, normed, np.array([emo[u] for u in keys])
 
 
 def main(argv=None) -> int:
@@ -50,18 +57,24 @@ def main(argv=None) -> int:
     p.add_argument("--data_root", type=Path, required=True, help="folder of Kaldi data dirs (dump/raw or data)")
     p.add_argument("--sets", nargs="+", default=["train", "valid", "test", "test_unseen"])
     args = p.parse_args(argv)
+    from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     data = {s: load_set(args.data_root / s) for s in args.sets}
-    x, y = data[args.sets[0]]
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0)).fit(x, y)
-    print(f"corpus ceiling: logistic regression on {x.shape[1]} prosody statistics, fitted on "
-          f"'{args.sets[0]}' ({len(y)} utterances, {len(set(y))} classes)")
-    for s in args.sets:
-        xs, ys = data[s]
-        print(f"  {s:12s} accuracy {np.mean(clf.predict(xs) == ys):.3f}  ({len(ys)} utterances)")
+    train = args.sets[0]
+    print(f"corpus ceiling: accuracy of quick classifiers on {data[train][0].shape[1]} prosody statistics, "
+          f"fitted on '{train}' ({len(data[train][2])} utterances, {len(set(data[train][2]))} classes)")
+    print("| classifier | features | " + " | ".join(args.sets) + " |")
+    print("|---|---|" + "---|" * len(args.sets))
+    classifiers = {"logistic regression": lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000)),
+                   "gradient-boosted trees": lambda: HistGradientBoostingClassifier(random_state=0)}
+    for name, make in classifiers.items():
+        for col, feats in ((0, "one utterance"), (1, "speaker-normalised")):
+            clf = make().fit(data[train][col], data[train][2])
+            accs = [np.mean(clf.predict(data[s][col]) == data[s][2]) for s in args.sets]
+            print(f"| {name} | {feats} | " + " | ".join(f"{a:.3f}" for a in accs) + " |")
     return 0
 
 

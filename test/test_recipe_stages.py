@@ -17,7 +17,7 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
     shutil.copy(src / "run.sh", recipe / "run.sh")
     shutil.copytree(src / "local", recipe / "local", dirs_exist_ok=True)
     shutil.copytree(src / "conf", recipe / "conf", dirs_exist_ok=True)
-    small = ("--train_voices 2 --max_train_sentences 4 --num_valid_sentences 2 "
+    small = ("--train_voices 2 --sentences_per_train_voice 4 --valid_voices 1 --sentences_per_valid_voice 2 "
              "--num_test_sentences 3 --num_test_unseen_sentences 2")
     proc = run(["./run.sh", "--stop_stage", "2", "--local_data_opts", small], cwd=recipe)
     log = proc.stdout + proc.stderr
@@ -47,9 +47,16 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
     data_files = {}
     for name, d in (("main", exp), ("semantic", semantic)):
         config = yaml.safe_load((d / "config.yaml").read_text())
-        data_files[name] = [path for path, *_ in config["train_data_path_and_name_and_type"]]
-    assert data_files["main"][1:] == ["dump/raw/train/response", "dump/raw/train/emotion"]
-    assert data_files["semantic"][1:] == ["dump/raw/train/response_neutral", "dump/raw/train/emotion_neutral"]
+        data_files[name] = {field: path for path, field, _ in config["train_data_path_and_name_and_type"]}
+        assert data_files[name]["spk_mean"] == "exp/spk_stats/train_tiny/train/spk_mean.scp"  # speaker_norm
+    assert [data_files["main"][t] for t in ("response", "emotion")] == ["dump/raw/train/response",
+                                                                        "dump/raw/train/emotion"]
+    assert [data_files["semantic"][t] for t in ("response", "emotion")] == ["dump/raw/train/response_neutral",
+                                                                            "dump/raw/train/emotion_neutral"]
+    # ... and no emotion classifier either: its auxiliary loss is off
+    assert yaml.safe_load((semantic / "config.yaml").read_text())["aux_conf"]["weight"] == 0
+    assert yaml.safe_load((exp / "config.yaml").read_text())["aux_conf"]["weight"] > 0
+    calibration = json.loads((recipe / "exp" / "judge" / "calibration.json").read_text())
     systems = {"ParaAlign": exp / "decode", "semantic": semantic / "decode"}
     for name in ("topline", "text_oracle", "text_asr", "cls"):
         systems[name] = recipe / "exp" / "baselines" / name
@@ -59,7 +66,10 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
             assert 0 <= scores["rougeL"] <= 1 and 0 <= scores["emotion_WA"] <= 1, name
             # Minimal pairs are formed for every system; with the random tiny LLM the teacher may give
             # every emotion of a sentence the same reply, and such pairs are set apart, not scored.
-            assert scores["pairs"] + scores["pairs_equal_teacher"] > 0 and "judge_score" in scores, name
+            assert scores["pairs"] + scores["pairs_equal_teacher"] > 0, name
+            assert ("judge_score" in scores) == calibration["passed"], name  # a judge scores once calibrated
+            lo, hi = scores["emotion_WA_ci"]
+            assert lo <= scores["emotion_WA"] <= hi and len(scores["pair_sensitivity_ci"]) == 2, name
     topline = json.loads((systems["topline"] / "test" / "scores.json").read_text())
     assert topline["rougeL"] == 1.0  # the teacher scored against itself
     # Pairs whose teacher replies share every word cannot be told apart even by the teacher itself.
@@ -71,4 +81,5 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
     results = (recipe / "RESULTS.md").read_text()
     assert "| Topline: transcript + true emotion (the teacher) |" in results
     assert "## test_unseen" in results and "images/train_curves.png" in results and "| total |" in results
+    assert ("Failed calibration" in results) != calibration["passed"]
     assert (recipe / "images" / "confusion_test.png").exists()

@@ -20,7 +20,12 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    import espnet2.tasks.cls as cls_task
     from espnet2.bin.cls_inference import Classification
+
+    from espnet_ext.palign.frontend import register_in_espnet_task
+
+    register_in_espnet_task(cls_task)  # a model trained by bin/cls_train.py may use mel_pitch
 
     model = Classification(args.model_dir / "config.yaml", find_model_file(args.model_dir), device=args.device)
     wav_scp = read_kv(args.data_dir / "wav.scp")

@@ -24,8 +24,9 @@ SYSTEM_NAMES = {
 COLUMNS = [  # (key in scores.json, header, format)
     ("train_steps", "Train steps", "{:d}"),
     ("rouge1", "ROUGE-1", "{:.3f}"), ("rougeL", "ROUGE-L", "{:.3f}"), ("semantic_similarity", "Sem. sim.", "{:.3f}"),
-    ("emotion_WA", "Emo WA", "{:.3f}"), ("emotion_UAR", "Emo UAR", "{:.3f}"),
-    ("pair_sensitivity", "Pair sens.", "{:.3f}"), ("probe_acc", "Probe acc", "{:.3f}"),
+    ("emotion_WA", "Emo WA [95% CI]", "{:.3f}"), ("emotion_UAR", "Emo UAR", "{:.3f}"),
+    ("emotion_macro_F1", "Emo macro-F1", "{:.3f}"),
+    ("pair_sensitivity", "Pair sens. [95% CI]", "{:.3f}"), ("probe_acc", "Probe acc", "{:.3f}"),
     ("judge_score", "Judge (1-10)", "{:.2f}"),
 ]
 
@@ -75,14 +76,24 @@ def system_order(name: str) -> int:
     return 99
 
 
+def cell(scores: dict, key: str, fmt: str) -> str:
+    """A number, with its bootstrap interval when scores.json has one (``<key>_ci``); '–' if absent."""
+    v = scores.get(key)
+    if not isinstance(v, (int, float)) or v != v:
+        return "–"
+    ci = scores.get(f"{key}_ci")
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(x, (int, float)) for x in ci):
+        return f"{fmt.format(v)} [{ci[0]:.2f}, {ci[1]:.2f}]"
+    return fmt.format(v)
+
+
 def table(systems, dset: str) -> List[str]:
     lines = ["| System | " + " | ".join(h for _, h, _ in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     for name in sorted(systems, key=system_order):
         if dset not in systems[name]:
             continue
         s = systems[name][dset][1]
-        cells = [fmt.format(s[k]) if isinstance(s.get(k), (int, float)) and s.get(k) == s.get(k) else "–"
-                 for k, _, fmt in COLUMNS]
+        cells = [cell(s, k, fmt) for k, _, fmt in COLUMNS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
@@ -168,6 +179,20 @@ def timeline(expdir: Path) -> List[str]:
     return rows + [f"| total | {sum(spent.values()):.0f} |"]
 
 
+def judge_verdict(expdir: Path) -> str:
+    """What the judge's calibration on the valid set said (stage 8 runs it before any judging)."""
+    path = expdir / "judge" / "calibration.json"
+    if not path.exists():
+        return "Not calibrated: no judge scores."
+    v = json.loads(path.read_text())
+    detail = (f"teacher replies {v['teacher_mean']:.2f} vs transcript-only replies {v['text_only_mean']:.2f} "
+              f"on the valid set ({v['teacher_wins']} wins, {v['teacher_losses']} losses)")
+    if v.get("passed"):
+        return f"It passed its calibration: {detail}."
+    return (f"**Failed calibration**: it does not rank the teacher's replies above transcript-only replies "
+            f"({detail}), so its scores are not shown.")
+
+
 def environment() -> List[str]:
     import espnet
     import torch
@@ -207,7 +232,7 @@ def main(argv=None) -> int:
         if c.exists():
             conf = yaml.safe_load(c.read_text()) or {}
             llm = (conf.get("llm_conf") or {}).get("name_or_path")
-            fe = ((conf.get("frontend_conf") or {}).get("frontend_conf") or {}).get("upstream")
+            fe = ((conf.get("frontend_conf") or {}).get("frontend_conf") or {}).get("upstream") or conf.get("frontend")
             bits = [f"LLM `{llm}`" if llm else "", f"frontend `{fe}`" if fe else "",
                     f"encoder `{conf.get('encoder')}`" if conf.get("encoder") else ""]
             if any(bits):
@@ -222,10 +247,11 @@ def main(argv=None) -> int:
               "- Probe acc: logistic regression on mean-pooled speech tokens (train -> test); speech systems only.",
               "- Train steps: optimizer updates of the speech encoder behind the decoded model (text systems: none).",
               "- Judge: an LLM rates 1-10 how well a reply shows the speaker's emotion was understood."]
+    lines += ["- [95% CI]: percentile bootstrap over utterances (WA) or minimal pairs (pair sens.), 1000 "
+              "resamples, fixed seed."]
     if args.judge_config and args.judge_config.exists():
         jc = yaml.safe_load(args.judge_config.read_text())
-        lines.append(f"  Judge model: `{jc['llm_conf']['name_or_path']}`"
-                     + (" — **a weak judge**: a small model, its scores are only indicative." if jc.get("weak_judge") else ""))
+        lines.append(f"  Judge model: `{jc['llm_conf']['name_or_path']}`. " + judge_verdict(args.expdir))
     for dset in args.test_sets:
         lines += ["", f"## {dset}", "", *table(systems, dset)]
         for key in (f"confusion_{dset}", f"per_emotion_{dset}"):

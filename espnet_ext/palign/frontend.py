@@ -111,3 +111,9 @@ class MelPitchFrontend(AbsFrontend):
         if pitch.shape[1] < n:
             pitch = F.pad(pitch, (0, 0, 0, n - pitch.shape[1]))
         return torch.cat([mel, pitch[:, :n].to(mel.dtype)], -1), mel_lengths
+
+
+def register_in_espnet_task(task_module) -> None:
+    """Offer ``frontend: mel_pitch`` in another ESPnet task (e.g. ``espnet2.tasks.cls``), so that a baseline
+    built with ESPnet's own task can use the same frontend as ParaAlign."""
+    task_module.frontend_choices.classes["mel_pitch"] = MelPitchFrontend

@@ -244,6 +244,8 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     if grep -q '^normalize: *global_mvn' "${palign_config}"; then
         _opts+=(--normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz")
     fi
+    # The semantic-only baseline learns no emotion at all: no emotion in its targets, no emotion classifier.
+    [ "${palign_target}" = response ] || _opts+=(--aux_conf weight=0)
     # shellcheck disable=SC2086
     ${cuda_cmd} --gpu "${ngpu}" --num_threads "${num_threads}" "${palign_exp}/train.log" \
         ${python} -m espnet_ext.bin.palign_train --config "${palign_config}" --use_preprocessor true \
@@ -362,10 +364,10 @@ if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ] && [[ " ${baselines} " == *" 
         if [ "${_phase}" = train ]; then _dset=${train_set}; else _dset=${valid_set}; fi
         _data+=(--${_phase}_data_path_and_name_and_type "${data_feats}/${_dset}/wav.scp,speech,sound"
                 --${_phase}_data_path_and_name_and_type "${data_feats}/${_dset}/utt2emo,label,text"
-                --${_phase}_shape_file "${stats_dir}/${_phase}/speech_shape")
+                --${_phase}_shape_file "${stats_dir}/${_phase}/speech_shape$([ "${_phase}" = train ] && echo .shuffled)")
     done
     ${cuda_cmd} --gpu "${ngpu}" --num_threads "${num_threads}" "${_cls}/train.log" \
-        ${python} -m espnet2.bin.cls_train --config "${cls_config}" --token_list "${_cls}/labels" \
+        ${python} -m espnet_ext.bin.cls_train --config "${cls_config}" --token_list "${_cls}/labels" \
         "${_data[@]}" --output_dir "${_cls}/model" --ngpu "${ngpu}" --resume true
     for dset in ${test_sets}; do
         ${python} -m espnet_ext.bin.cls_predict --model_dir "${_cls}/model" --data_dir "${data_feats}/${dset}" \

@@ -361,10 +361,11 @@ if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ] && [[ " ${baselines} " == *" 
     echo "<unk>" >> "${_cls}/labels"
     _data=()
     for _phase in train valid; do
-        if [ "${_phase}" = train ]; then _dset=${train_set}; else _dset=${valid_set}; fi
+        if [ "${_phase}" = train ]; then _dset=${train_set}; _shape=speech_shape.shuffled
+        else _dset=${valid_set}; _shape=speech_shape; fi
         _data+=(--${_phase}_data_path_and_name_and_type "${data_feats}/${_dset}/wav.scp,speech,sound"
                 --${_phase}_data_path_and_name_and_type "${data_feats}/${_dset}/utt2emo,label,text"
-                --${_phase}_shape_file "${stats_dir}/${_phase}/speech_shape$([ "${_phase}" = train ] && echo .shuffled)")
+                --${_phase}_shape_file "${stats_dir}/${_phase}/${_shape}")
     done
     ${cuda_cmd} --gpu "${ngpu}" --num_threads "${num_threads}" "${_cls}/train.log" \
         ${python} -m espnet_ext.bin.cls_train --config "${cls_config}" --token_list "${_cls}/labels" \

@@ -76,13 +76,16 @@ def system_order(name: str) -> int:
     return 99
 
 
+WITH_CI = ("emotion_WA", "pair_sensitivity")  # the columns shown with their interval (scores.json has more)
+
+
 def cell(scores: dict, key: str, fmt: str) -> str:
-    """A number, with its bootstrap interval when scores.json has one (``<key>_ci``); '–' if absent."""
+    """A number, with its bootstrap interval for the WITH_CI columns; '–' if absent."""
     v = scores.get(key)
     if not isinstance(v, (int, float)) or v != v:
         return "–"
     ci = scores.get(f"{key}_ci")
-    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(x, (int, float)) for x in ci):
+    if key in WITH_CI and isinstance(ci, (list, tuple)) and len(ci) == 2 and all(x == x for x in ci):
         return f"{fmt.format(v)} [{ci[0]:.2f}, {ci[1]:.2f}]"
     return fmt.format(v)
 
@@ -185,8 +188,12 @@ def judge_verdict(expdir: Path) -> str:
     if not path.exists():
         return "Not calibrated: no judge scores."
     v = json.loads(path.read_text())
-    detail = (f"teacher replies {v['teacher_mean']:.2f} vs transcript-only replies {v['text_only_mean']:.2f} "
-              f"on the valid set ({v['teacher_wins']} wins, {v['teacher_losses']} losses)")
+    if not v.get("utterances"):
+        detail = "no answer of the judge held a score from 1 to 10 on the valid set"
+    else:
+        detail = (f"mean score of the teacher's replies {v['teacher_mean']:.2f} vs transcript-only replies "
+                  f"{v['text_only_mean']:.2f} on {v['utterances']} valid utterances ({v['teacher_wins']} "
+                  f"wins, {v['teacher_losses']} losses)")
     if v.get("passed"):
         return f"It passed its calibration: {detail}."
     return (f"**Failed calibration**: it does not rank the teacher's replies above transcript-only replies "

@@ -171,6 +171,16 @@ def test_decode_dir_resumes_without_duplicates(trained, small_corpus, tmp_path):
     assert palign_inference.main(args) == 0
     decoded = read_kv(out)
     assert list(decoded) == sorted(keys) and decoded[keys[1]] == "an earlier reply"
+    # Both questions from one encoding: a second output that lacks an utterance has it asked again in both,
+    # and neither file ends up with a duplicate.
+    emotion = tmp_path / "emotion"
+    emotion.write_text(f"{keys[0]} happy
+")
+    assert palign_inference.main(args + ["--emotion_output", str(emotion)]) == 0
+    answers = read_kv(emotion)
+    assert list(answers) == sorted(keys) and answers[keys[0]] == "happy"
+    assert list(read_kv(out)) == sorted(keys) and len(out.read_text().splitlines()) == len(keys)
+    assert read_kv(out)[keys[1]] != "an earlier reply"  # its emotion answer was missing: asked again
 
 
 def test_preprocessor_names_utterance_with_empty_reply(tiny_llm):

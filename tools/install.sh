@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create tools/venv with everything ParaAlign needs. Idempotent: a second run checks a stamp and exits.
 #   tools/install.sh            CPU build of torch (default)
-#   tools/install.sh --cuda     CUDA build of torch (or TORCH_CUDA=1); index from TORCH_CUDA_INDEX
+#   tools/install.sh --cuda     CUDA build of torch (or TORCH_CUDA=1) from the wheel index in TORCH_CUDA_INDEX
+#                               (PyTorch's CUDA index of your choice); without it pip's configured index
 #   tools/install.sh --force    reinstall even if the stamp matches
 set -euo pipefail
 
@@ -13,7 +14,7 @@ for arg in "$@"; do
     case "$arg" in
         --cuda) cuda=1 ;;
         --force) force=1 ;;
-        -h|--help) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "install.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -38,9 +39,12 @@ pip() { "$venv/bin/python" -m pip --disable-pip-version-check "$@"; }
 # Every pip call is held to this torch, or a resolver may swap in a multi-GB build.
 constraints=$venv/constraints.txt
 echo "torch==$TORCH_VERSION" > "$constraints"
-if [ "$cuda" = 1 ]; then
-    pip install "torch==$TORCH_VERSION" --index-url "${TORCH_CUDA_INDEX:-https://download.pytorch.org/whl/cu128}" \
-        --extra-index-url https://pypi.org/simple
+if [ "$cuda" = 1 ] && [ -n "${TORCH_CUDA_INDEX:-}" ]; then
+    # The CUDA wheels come from the index the user names; everything else from pip's own configuration.
+    pip install "torch==$TORCH_VERSION" --extra-index-url "$TORCH_CUDA_INDEX"
+elif [ "$cuda" = 1 ]; then
+    echo "install.sh: --cuda without TORCH_CUDA_INDEX: torch comes from pip's configured index" >&2
+    pip install "torch==$TORCH_VERSION"
 else
     pip install "torch==$TORCH_VERSION"
 fi

@@ -54,7 +54,8 @@ def test_minimal_pair_sensitivity_definition():
     refs = {"a1": "what great news indeed", "a2": "i am so sorry for you", "b1": "same reply", "b2": "same reply"}
     hyps = {"a1": "great news", "a2": "so sorry", "b1": "x", "b2": "y"}
     s = metrics.pair_sensitivity(hyps, refs, pairs)
-    assert s == {"pair_sensitivity": 1.0, "pairs": 1, "pairs_equal_teacher": 1}  # (b1,b2): equal teacher replies
+    assert s == {"pair_sensitivity": 1.0, "pairs": 1, "pairs_equal_teacher": 1,  # (b1,b2): equal teacher replies
+                 "pair_sensitivity_ci": (1.0, 1.0)}
     same = dict(hyps, a2="great news")  # an emotion-blind system answers both alike
     assert metrics.pair_sensitivity(same, refs, pairs)["pair_sensitivity"] == 0.0
     swapped = dict(hyps, a1="so sorry", a2="great news")

@@ -174,8 +174,7 @@ def test_decode_dir_resumes_without_duplicates(trained, small_corpus, tmp_path):
     # Both questions from one encoding: a second output that lacks an utterance has it asked again in both,
     # and neither file ends up with a duplicate.
     emotion = tmp_path / "emotion"
-    emotion.write_text(f"{keys[0]} happy
-")
+    emotion.write_text(f"{keys[0]} happy\n")
     assert palign_inference.main(args + ["--emotion_output", str(emotion)]) == 0
     answers = read_kv(emotion)
     assert list(answers) == sorted(keys) and answers[keys[0]] == "happy"

@@ -59,5 +59,5 @@ def test_merge_names_utterance_without_reply(small_corpus, tmp_path):
     config.write_text(yaml.safe_dump({"llm_conf": {"name_or_path": "unused"}, "prompt_conf": str(PROMPTS)}))
     common = ["--config", str(config), "--out", str(tmp_path / "t"), "--data_dirs", str(small_corpus / "valid")]
     teacher_generate.main(["prepare", *common])
-    with pytest.raises(SystemExit, match="no reply for utterance 'spk03_"):
+    with pytest.raises(SystemExit, match="no reply for utterance 'spk003_"):
         teacher_generate.main(["merge", *common])

@@ -59,6 +59,13 @@ def batch_tensor(waves: List[np.ndarray], device: str):
     return speech.to(device), lengths.to(device)
 
 
+def speaker_means(spk_mean_scp: Optional[Dict[str, str]], keys: List[str], device: str):
+    """(B, D) speaker means of these utterances from a spk_mean.scp mapping (stage 5), or None."""
+    if spk_mean_scp is None:
+        return None
+    return torch.from_numpy(np.stack([np.load(spk_mean_scp[k]) for k in keys])).to(device)
+
+
 def decode_dir(model, data_dir: Path, outputs: Dict[str, Tuple[str, Optional[str]]], batch_size: int,
                max_new_tokens: int, device: str, spk_mean_scp: Optional[Path] = None) -> int:
     """Answer every utterance of ``data_dir``: ``outputs`` maps an output file to (task, user turn). All
@@ -99,9 +106,7 @@ def decode_dir(model, data_dir: Path, outputs: Dict[str, Tuple[str, Optional[str
                 except Exception as e:
                     raise SystemExit(f"{data_dir / 'wav.scp'}: utterance '{k}': cannot read audio: {e}")
             speech, lengths = batch_tensor(waves, device)
-            means = None
-            if spk_mean is not None:
-                means = torch.from_numpy(np.stack([np.load(spk_mean[k]) for k in keys])).to(device)
+            means = speaker_means(spk_mean, keys, device)
             answers = model.answer(speech, lengths, dict(outputs), max_new_tokens, means)
             for out, f in files.items():
                 for k, r in zip(keys, answers[out]):

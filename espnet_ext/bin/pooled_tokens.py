@@ -10,7 +10,7 @@ import torch
 from tqdm import tqdm
 
 from espnet_ext.audio import load_mono
-from espnet_ext.bin.palign_inference import FS, batch_tensor, load_model
+from espnet_ext.bin.palign_inference import FS, batch_tensor, load_model, speaker_means
 from espnet_ext.datadir import read_kv
 
 
@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     for i in tqdm(range(0, len(keys), args.batch_size), desc=f"pool {args.data_dir}", mininterval=10):
         batch = keys[i:i + args.batch_size]
         speech, lengths = batch_tensor([load_mono(wav_scp[k], FS) for k in batch], args.device)
-        means = None if spk_mean is None else torch.from_numpy(np.stack([np.load(spk_mean[k]) for k in batch]))
+        means = speaker_means(spk_mean, batch, args.device)
         feats.append(model.pooled_speech_tokens(speech, lengths, means).float().cpu().numpy())
     args.output.parent.mkdir(parents=True, exist_ok=True)
     np.savez(args.output, x=np.concatenate(feats), y=np.array([emo[k] for k in keys]), keys=np.array(keys))

@@ -159,13 +159,6 @@ class ParaAlignModel(AbsESPnetModel):
             feats = (feats - spk_mean.to(feats.dtype)[:, None, :]) * valid
         return feats, lengths
 
-    def utterance_feats_mean(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> torch.Tensor:
-        """(B, D) mean frontend features of each utterance: averaged over a speaker's utterances, the
-        speaker mean that ``speaker_norm`` subtracts (bin/speaker_stats.py)."""
-        speech = speech[:, : speech_lengths.max()]
-        feats, lengths = (speech, speech_lengths) if self.frontend is None else self.frontend(speech, speech_lengths)
-        return masked_mean(feats, lengths)
-
     def collect_feats(self, speech: torch.Tensor, speech_lengths: torch.Tensor, spk_mean=None,
                       **kwargs) -> Dict[str, torch.Tensor]:
         feats, lengths = self._extract_feats(speech, speech_lengths, spk_mean)

@@ -69,19 +69,19 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, required=True, help="OUT/<set name>/spk_mean.scp is written")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     frontend = build_frontend(args.config)
     for d in args.data_dirs:
         out = args.out / d.name
-        if (out / "spk_mean.scp").exists() and set(read_kv(out / "spk_mean.scp")) == set(read_kv(d / "wav.scp")):
+        wav_scp = read_kv(d / "wav.scp")
+        if (out / "spk_mean.scp").exists() and set(read_kv(out / "spk_mean.scp")) == set(wav_scp):
             logging.info(f"{out}/spk_mean.scp: up to date")
             continue
         utt2spk = read_kv(d / "utt2spk")
-        means = speaker_means(utterance_means(frontend, read_kv(d / "wav.scp")), utt2spk)
+        means = speaker_means(utterance_means(frontend, wav_scp), utt2spk)
         out.mkdir(parents=True, exist_ok=True)
         for spk, m in means.items():
             np.save(out / f"{spk}.npy", m)
-        write_kv(out / "spk_mean.scp", {u: str((out / f"{utt2spk[u]}.npy").resolve()) for u in read_kv(d / "wav.scp")})
+        write_kv(out / "spk_mean.scp", {u: str((out / f"{utt2spk[u]}.npy").resolve()) for u in wav_scp})
         logging.info(f"{out}/spk_mean.scp: {len(means)} speakers, {len(utt2spk)} utterances")
     return 0
 

@@ -76,7 +76,7 @@ def test_only_reply_tokens_count(tiny_llm, loss):
     torch.manual_seed(0)
     model.sampler.generator.manual_seed(0)
     loss1, stats, _ = model(**batch)
-    assert {k for k in stats if k.startswith("loss_")} <= {"loss_response", "loss_emotion"}
+    assert {k for k in stats if k.startswith("loss_")} <= {"loss_response", "loss_emotion", "loss_align"}
     # Garbage beyond each row's length (padding) and a different teacher text for padding rows change nothing.
     for task in ("response", "emotion"):
         for i, n in enumerate(batch[f"{task}_lengths"].tolist()):

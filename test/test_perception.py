@@ -44,6 +44,23 @@ def test_mel_pitch_frontend_keeps_level_and_frames():
     assert rel.abs().max() < 0.02 and voicing.min() > 0.8
 
 
+def test_whisper_pitch_frontend_frames_pitch_and_level():
+    from espnet_ext.palign.frontend import WhisperPitchFrontend
+    fe = WhisperPitchFrontend()  # the offline Whisper tiny.en of tools/install.sh
+    assert fe.output_size() == 384 + 4 and list(fe.state_dict()) == []  # frozen, in no checkpoint
+    fs = 16000
+    t = torch.arange(fs) / fs
+    tone = 0.05 * torch.sin(2 * math.pi * 150 * t)
+    speech = torch.stack([tone, 4 * tone])
+    feats, lengths = fe(speech, torch.tensor([fs, fs // 2]))
+    assert lengths.tolist() == [50, 25] and feats.shape[0] == 2 and feats.shape[2] == 388  # 50 frames/s
+    assert torch.all(feats[1, 25:] == 0) and torch.isfinite(feats).all()
+    log_f0, voicing, energy = feats[:, 5:20, 384], feats[:, 5:20, 386], feats[:, 5:20, 387]
+    assert torch.allclose(log_f0 + 5.0, torch.full_like(log_f0, math.log(150.0)), atol=0.02)
+    assert voicing.min() > 0.8
+    assert (energy[1] - energy[0]).mean().item() == pytest.approx(math.log(16), abs=0.05)  # level kept
+
+
 def _batch(model, n=4, seconds=0.6):
     torch.manual_seed(1)
     speech = torch.randn(n, int(16000 * seconds)) * 0.1
@@ -73,6 +90,40 @@ def test_aux_loss_weight_zero_is_the_pure_alignment_loss(tiny_llm):
     assert torch.allclose(stats["loss_align"], plain(**batch)[1]["loss"])  # same encoder init, same alignment
     with pytest.raises(ValueError, match="emotion_label"):
         on(**batch)
+
+
+def test_ctc_over_the_llm_vocabulary_and_encoder_only_pretraining(tiny_llm):
+    from espnet_ext.palign.model import ctc_greedy
+    # best-path decoding collapses repeats and drops blanks (0)
+    scores = torch.nn.functional.one_hot(torch.tensor([[0, 5, 5, 0, 7, 0]]), 10).float()
+    assert ctc_greedy(scores, torch.tensor([6])) == [[5, 7]]
+    torch.manual_seed(0)
+    model = _build(tiny_llm, "--ctc_conf", "weight=0.3").eval()
+    batch = _batch(model)
+    text = torch.tensor([[11, 12, 13]] * 4)
+    loss, stats, _ = model(**batch, transcript=text, transcript_lengths=torch.full((4,), 3))
+    assert torch.allclose(loss, stats["loss_align"] + 0.3 * stats["loss_ctc"])
+    with pytest.raises(ValueError, match="transcript"):
+        model(**batch)
+    # A speech token equal to a word's LLM embedding (scaled up) is read as that word by the CTC head
+    table = model.llm.model.get_input_embeddings().weight
+    emb = (table[[11, 11, 12, 13]] * 50)[None]
+    logits = model.ctc.logits(emb, table)
+    assert logits.argmax(-1).tolist() == [[12, 12, 13, 14]]  # class k + 1 is token k
+    # encoder_only: no LLM pass (no target needed); the encoder and the adapter learn, the LLM does not
+    pre = _build(tiny_llm, "--ctc_conf", "weight=1", "--encoder_only", "true").train()
+    loss, stats, _ = pre(speech=batch["speech"], speech_lengths=batch["speech_lengths"], transcript=text,
+                         transcript_lengths=torch.full((4,), 3))
+    assert "loss_align" not in stats and torch.allclose(loss, stats["loss_ctc"])
+    loss.backward()
+    assert all(p.grad is not None for p in pre.encoder.parameters() if p.requires_grad)
+    assert all(p.grad is not None for p in pre.adapter.parameters())
+    assert all(p.grad is None for p in pre.llm.model.parameters())
+    with pytest.raises(ValueError, match="encoder_only"):
+        _build(tiny_llm, "--encoder_only", "true")
+    # the alignment starts from the pre-trained model (stage 6's --init_param): same keys, same weights
+    model.load_state_dict(pre.state_dict())
+    assert torch.equal(model.adapter.mlp[0].weight, pre.adapter.mlp[0].weight)
 
 
 def test_speaker_norm_subtracts_the_speaker_mean(tiny_llm, tmp_path):

@@ -56,6 +56,16 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
     # ... and no emotion classifier either: its auxiliary loss is off
     assert yaml.safe_load((semantic / "config.yaml").read_text())["aux_conf"]["weight"] == 0
     assert yaml.safe_load((exp / "config.yaml").read_text())["aux_conf"]["weight"] > 0
+    # Stage 6 pre-trained each encoder without the LLM (CTC on the transcript) and aligned from there
+    for d in (exp, semantic):
+        pre = yaml.safe_load((d / "pretrain" / "config.yaml").read_text())
+        assert pre["encoder_only"] is True and pre["max_epoch"] == 1
+        assert {f for _, f, _ in pre["train_data_path_and_name_and_type"]} >= {"speech", "transcript"}
+        assert "response" not in {f for _, f, _ in pre["train_data_path_and_name_and_type"]}
+        assert "loss_ctc" in (d / "pretrain" / "train.log").read_text()
+        assert yaml.safe_load((d / "config.yaml").read_text())["init_param"] == [str(d.relative_to(recipe) / "pretrain" / "valid.loss.best.pth")]
+    assert "emotion_label" not in {f for _, f, _ in yaml.safe_load(
+        (semantic / "pretrain" / "config.yaml").read_text())["train_data_path_and_name_and_type"]}
     calibration = json.loads((recipe / "exp" / "judge" / "calibration.json").read_text())
     systems = {"ParaAlign": exp / "decode", "semantic": semantic / "decode"}
     for name in ("topline", "text_oracle", "text_asr", "cls"):
@@ -79,7 +89,7 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
     main = json.loads((systems["ParaAlign"] / "test" / "scores.json").read_text())
     assert 0 <= main["probe_acc"] <= 1
     results = (recipe / "RESULTS.md").read_text()
-    assert "| Topline: transcript + true emotion (the teacher) |" in results
+    assert "| Topline: transcript + true emotion (the teacher) |" in results and "Pre-train steps" in results
     assert "## test_unseen" in results and "images/train_curves.png" in results and "| total |" in results
     assert ("Failed calibration" in results) != calibration["passed"]
     assert (recipe / "images" / "confusion_test.png").exists()

@@ -61,3 +61,27 @@ def test_merge_names_utterance_without_reply(small_corpus, tmp_path):
     teacher_generate.main(["prepare", *common])
     with pytest.raises(SystemExit, match="no reply for utterance 'spk003_"):
         teacher_generate.main(["merge", *common])
+
+
+def test_text_system_reuses_the_teachers_replies(small_corpus, tmp_path):
+    """The topline's prompts are the teacher's: stage 9 takes stage 4's replies and loads no LLM at all
+    (the LLM path here does not exist, so any generation would fail)."""
+    from espnet_ext.bin import text_system
+    config = tmp_path / "teacher.yaml"
+    config.write_text(yaml.safe_dump({"llm_conf": {"name_or_path": str(tmp_path / "no-llm")}, "prompt_conf": str(PROMPTS)}))
+    test = small_corpus / "test"
+    teacher = tmp_path / "teacher"
+    teacher_generate.prepare([test], ["response", "emotion"], load_prompt_conf(PROMPTS), teacher)
+    with open(teacher / "replies.1.jsonl", "w") as f:
+        for p in teacher_generate.read_jsonl(teacher / "prompts.jsonl"):
+            f.write(json.dumps({"id": p["id"], "reply": f"reply to {p['task']}: {p['user'][:20]}"}) + "\n")
+    out = tmp_path / "topline"
+    assert text_system.main(["--ref_dir", str(test), "--out_dir", str(out), "--config", str(config),
+                             "--cache", str(tmp_path / "cache"), "--known_replies", str(teacher),
+                             "--with_emotion", "true"]) == 0
+    replies = read_kv(out / "text")
+    assert list(replies) == list(read_kv(test / "text")) and all(r.startswith("reply to response") for r in replies.values())
+    assert not list((tmp_path / "cache").glob("replies.*.jsonl")) or not (tmp_path / "cache" / "replies.1.jsonl").read_text()
+    with pytest.raises(Exception):  # without the teacher's replies it has to generate, and there is no LLM
+        text_system.main(["--ref_dir", str(test), "--out_dir", str(tmp_path / "o2"), "--config", str(config),
+                          "--cache", str(tmp_path / "cache2"), "--with_emotion", "true"])

@@ -22,7 +22,7 @@ SYSTEM_NAMES = {
     "cls": "Cascade + emotion classifier (ESPnet cls)",
 }
 COLUMNS = [  # (key in scores.json, header, format)
-    ("train_steps", "Train steps", "{:d}"),
+    ("train_steps", "Train steps", "{:d}"), ("pretrain_steps", "Pre-train steps", "{:d}"),
     ("rouge1", "ROUGE-1", "{:.3f}"), ("rougeL", "ROUGE-L", "{:.3f}"), ("semantic_similarity", "Sem. sim.", "{:.3f}"),
     ("emotion_WA", "Emo WA [95% CI]", "{:.3f}"), ("emotion_UAR", "Emo UAR", "{:.3f}"),
     ("emotion_macro_F1", "Emo macro-F1", "{:.3f}"),
@@ -52,6 +52,7 @@ def find_systems(expdir: Path, test_sets: List[str]) -> Dict[str, Dict[str, Tupl
         scores = json.loads(path.read_text())
         if rel[0].startswith("palign_"):
             scores["train_steps"] = train_steps(expdir / rel[0] / "train.log", rel[1])
+            scores["pretrain_steps"] = train_steps(expdir / rel[0] / "pretrain" / "train.log", "")
         systems.setdefault(name, {})[dset] = (path, scores)
     return systems
 
@@ -252,7 +253,9 @@ def main(argv=None) -> int:
               "- Pair sens.: share of minimal pairs (same sentence and voice, two emotions) whose two replies are "
               "each closer (ROUGE-L) to their own teacher reply than to the other's.",
               "- Probe acc: logistic regression on mean-pooled speech tokens (train -> test); speech systems only.",
-              "- Train steps: optimizer updates of the speech encoder behind the decoded model (text systems: none).",
+              "- Train steps: optimizer updates of the speech encoder behind the decoded model (text systems: none); "
+              "Pre-train steps: those of stage 6's encoder pre-training before it, without the LLM (CTC on the "
+              "transcript, the emotion classifier where the system has one).",
               "- Judge: an LLM rates 1-10 how well a reply shows the speaker's emotion was understood."]
     lines += ["- [95% CI]: percentile bootstrap over utterances (WA) or minimal pairs (pair sens.), 1000 "
               "resamples, fixed seed."]

@@ -15,7 +15,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import yaml
 from tqdm import tqdm
@@ -80,8 +80,15 @@ def read_jsonl(path: Path, repair: bool = False) -> List[dict]:
     return records
 
 
+def known_replies(dirs: Sequence[Path]) -> Dict[str, str]:
+    """Replies already generated in other generation dirs (read-only), by prompt id."""
+    return {r["id"]: r["reply"] for d in dirs for path in sorted(Path(d).glob("replies.*.jsonl"))
+            for r in read_jsonl(path)}
+
+
 def generate(out: Path, shard: int, num_shards: int, llm_conf: dict, system, batch_size: int,
-             max_new_tokens: int, device: str) -> int:
+             max_new_tokens: int, device: str, known: Sequence[Path] = ()) -> int:
+    """``known``: other generation dirs (e.g. stage 4's) whose replies are reused, not generated again."""
     from espnet_ext.palign.llm import FrozenLLM
 
     prompts = read_jsonl(out / "prompts.jsonl")[shard - 1::num_shards]
@@ -91,6 +98,7 @@ def generate(out: Path, shard: int, num_shards: int, llm_conf: dict, system, bat
     for other in out.glob("replies.*.jsonl"):
         if other != replies_path:
             done |= {r["id"] for r in read_jsonl(other, repair=False) if "id" in r}
+    done |= set(known_replies(known))
     todo = [p for p in prompts if p["id"] not in done]
     logging.info(f"shard {shard}/{num_shards}: {len(prompts)} prompts, {len(done)} already answered, {len(todo)} to go")
     if not todo:
@@ -111,8 +119,8 @@ def generate(out: Path, shard: int, num_shards: int, llm_conf: dict, system, bat
     return len(todo)
 
 
-def merge(data_dirs: List[Path], tasks: List[str], conf: dict, out: Path) -> None:
-    replies: Dict[str, str] = {}
+def merge(data_dirs: List[Path], tasks: List[str], conf: dict, out: Path, known: Sequence[Path] = ()) -> None:
+    replies: Dict[str, str] = known_replies(known)
     for path in sorted(out.glob("replies.*.jsonl")):
         for r in read_jsonl(path):
             replies[r["id"]] = r["reply"]

@@ -24,6 +24,9 @@ def main(argv=None) -> int:
     p.add_argument("--out_dir", type=Path, required=True)
     p.add_argument("--config", type=Path, required=True, help="teacher YAML (llm_conf, prompt_conf, ...)")
     p.add_argument("--cache", type=Path, required=True, help="generation cache dir")
+    p.add_argument("--known_replies", type=Path, nargs="*", default=[],
+                   help="generation dirs whose replies are reused (stage 4's teacher dir: the same LLM and "
+                        "prompts, so the topline, oracle and cascade prompts need no new generation)")
     p.add_argument("--transcripts", type=Path, default=None, help="Kaldi text replacing the oracle transcripts")
     p.add_argument("--labels", type=Path, default=None, help="utt2emo replacing the true labels (predictions)")
     p.add_argument("--with_emotion", choices=["true", "false"], required=True,
@@ -51,8 +54,8 @@ def main(argv=None) -> int:
     tasks = [reply_task, emotion_task]
     teacher_generate.prepare([view], tasks, conf, args.cache)
     teacher_generate.generate(args.cache, 1, 1, cfg["llm_conf"], conf.get("system"), cfg.get("batch_size", 16),
-                              cfg.get("max_new_tokens", 64), args.device)
-    teacher_generate.merge([view], tasks, conf, args.cache)
+                              cfg.get("max_new_tokens", 64), args.device, args.known_replies)
+    teacher_generate.merge([view], tasks, conf, args.cache, args.known_replies)
     shutil.copy(view / reply_task, args.out_dir / "text")
     shutil.copy(view / emotion_task, args.out_dir / "emotion")
     logging.info(f"{args.out_dir}: replies and emotion answers for {len(ref)} utterances")

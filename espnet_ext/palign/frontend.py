@@ -1,4 +1,5 @@
-"""A log-mel + pitch frontend: what an emotion encoder needs and s3prl's ``mel`` upstream lacks.
+"""Frontends with prosody: a log-mel + pitch frontend (what an emotion encoder needs and s3prl's ``mel``
+upstream lacks), and frozen Whisper encoder features + pitch and energy (words and prosody, offline).
 
 s3prl's ``mel`` applies per-utterance CMVN, which removes loudness; ESPnet's ``DefaultFrontend`` keeps it.
 This frontend is ``DefaultFrontend``'s log-mels plus a pitch track computed in torch (YIN), so that the
@@ -113,7 +114,83 @@ class MelPitchFrontend(AbsFrontend):
         return torch.cat([mel, pitch[:, :n].to(mel.dtype)], -1), mel_lengths
 
 
+class WhisperPitchFrontend(AbsFrontend):
+    """A frozen Whisper encoder (CTranslate2, through faster-whisper) at 50 frames/s, + pitch and energy.
+
+    What was said is hard to learn from a few thousand utterances; a pre-trained speech encoder already
+    knows it, as BLSP-Emo's Whisper does. Whisper's log-mels are scaled to each utterance's maximum, so
+    the loudness and the pitch track (YIN, as ``mel_pitch``) are added beside its features:
+      log_energy  frame log-energy (natural log of the mean square, level kept), 20 ms frames
+    The encoder runs on the utterance's own length (no 30 s padding: ~20x cheaper; positions are
+    Whisper's first ones). Its weights are not a torch module: frozen, and in no checkpoint. ``model``:
+    a faster-whisper model name or CTranslate2 folder; default the offline Whisper tiny.en.
+    """
+
+    def __init__(self, model: str = "", fs: int = 16000, compute_type: str = "int8", device: str = "cpu",
+                 pitch_features: Sequence[str] = PITCH_FEATURES, log_energy: bool = True, cpu_threads: int = 0):
+        super().__init__()
+        if fs != 16000:
+            raise ValueError("Whisper needs 16 kHz audio (stage 2 resamples to --fs 16000)")
+        unknown = sorted(set(pitch_features) - set(PITCH_FEATURES))
+        if unknown:
+            raise ValueError(f"unknown pitch feature(s) {unknown}; known: {list(PITCH_FEATURES)}")
+        from faster_whisper import WhisperModel
+
+        from espnet_ext.asr import default_model_path
+
+        self.model_path = model or default_model_path()
+        whisper = WhisperModel(self.model_path, device=device, compute_type=compute_type,
+                               cpu_threads=cpu_threads or torch.get_num_threads())  # the job's share of the cores
+        self._whisper = whisper  # not a submodule: frozen, outside state_dict()
+        self.fs, self.hop_length, self.win_length = fs, 320, 400  # output frames: 20 ms
+        self.fmin, self.fmax, self.pitch_scale = 60.0, 500.0, 1.0
+        self.pitch_features = list(pitch_features)
+        self.log_energy = log_energy
+        self.whisper_size = self._probe_size()
+
+    def _probe_size(self) -> int:
+        return self._encode([torch.zeros(3200)]).shape[-1]
+
+    def output_size(self) -> int:
+        return self.whisper_size + len(self.pitch_features) + int(self.log_energy)
+
+    def _encode(self, waves: Sequence[torch.Tensor]) -> torch.Tensor:
+        import ctranslate2
+        import numpy as np
+
+        fe = self._whisper.feature_extractor
+        mels = [fe(w.detach().float().cpu().numpy(), padding=0) for w in waves]  # (80, frames) each
+        width = max(m.shape[1] for m in mels)
+        width += width % 2
+        batch = np.zeros((len(mels), mels[0].shape[0], width), dtype=np.float32)
+        for i, m in enumerate(mels):
+            batch[i, :, : m.shape[1]] = m
+            batch[i, :, m.shape[1]:] = m.min()  # Whisper's padding is silence: the floor of the log-mel
+        out = self._whisper.model.encode(ctranslate2.StorageView.from_array(batch))
+        return torch.from_numpy(np.array(out))
+
+    def forward(self, input: torch.Tensor, input_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            feats = self._encode([input[i, : int(n)] for i, n in enumerate(input_lengths)]).to(input.device)
+            lengths = torch.div(input_lengths + self.hop_length - 1, self.hop_length, rounding_mode="floor")
+            lengths = lengths.clamp(max=feats.shape[1])
+            extra = []
+            if self.pitch_features:
+                extra.append(MelPitchFrontend.pitch(self, input, input_lengths))
+            if self.log_energy:
+                frames = F.pad(input.float(), (self.win_length // 2, self.win_length)).unfold(
+                    1, self.win_length, self.hop_length)
+                extra.append(torch.log(frames.pow(2).mean(-1, keepdim=True) + 1e-5))
+            for x in extra:
+                n = feats.shape[1]
+                x = F.pad(x, (0, 0, 0, max(0, n - x.shape[1])))[:, :n].to(feats.dtype)
+                feats = torch.cat([feats, x], -1)
+            valid = torch.arange(feats.shape[1], device=feats.device)[None] < lengths[:, None]
+        return feats * valid[..., None], lengths
+
+
 def register_in_espnet_task(task_module) -> None:
-    """Offer ``frontend: mel_pitch`` in another ESPnet task (e.g. ``espnet2.tasks.cls``), so that a baseline
-    built with ESPnet's own task can use the same frontend as ParaAlign."""
+    """Offer ``frontend: mel_pitch`` and ``whisper_pitch`` in another ESPnet task (e.g. ``espnet2.tasks.cls``),
+    so that a baseline built with ESPnet's own task can use the same frontend as ParaAlign."""
     task_module.frontend_choices.classes["mel_pitch"] = MelPitchFrontend
+    task_module.frontend_choices.classes["whisper_pitch"] = WhisperPitchFrontend

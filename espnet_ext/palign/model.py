@@ -26,6 +26,44 @@ from espnet_ext.palign.tasks import TaskSampler
 IGNORE = -32768  # int pad value of the collate function
 
 
+def ctc_greedy(log_probs: torch.Tensor, lengths: torch.Tensor) -> List[List[int]]:
+    """Best-path CTC decoding of (B, T, V) scores: ids with repeats merged and blanks (0) dropped."""
+    out = []
+    for row, n in zip(log_probs.argmax(-1).tolist(), lengths.tolist()):
+        out.append([t for i, t in enumerate(row[:n]) if t != 0 and (i == 0 or t != row[i - 1])])
+    return out
+
+
+class VocabCTC(torch.nn.Module):
+    """CTC over the frozen LLM's own vocabulary, scored on the speech tokens (beyond the paper).
+
+    The classes are the LLM's input embeddings (class k+1 = token k, 0 = a learnt blank): a speech token
+    scores high for a word when it lies close to that word's embedding, so learning to transcribe
+    pulls the speech tokens towards the text embeddings that the frozen LLM already reads. It needs no
+    LLM pass, so stage 6 can pre-train with it at the encoder's cost. In training the softmax runs over
+    the batch's own tokens and ``negatives`` random others (a sampled softmax: ~20x cheaper than 49k
+    classes); 0 = the whole vocabulary."""
+
+    def __init__(self, hidden_size: int, negatives: int = 2048):
+        super().__init__()
+        self.blank = torch.nn.Linear(hidden_size, 1)
+        self.negatives = negatives
+        self.ctc_loss = torch.nn.CTCLoss(blank=0, reduction="sum", zero_infinity=True)
+
+    def logits(self, emb: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.blank(emb), emb @ table.to(emb.dtype).t()], -1)
+
+    def forward(self, emb, emb_lengths, table, target, target_lengths) -> torch.Tensor:
+        """Mean loss per target token (on the scale of the alignment's per-token loss)."""
+        flat = torch.cat([target[i, :n] for i, n in enumerate(target_lengths.tolist())])
+        if self.negatives and table.shape[0] > flat.numel() + self.negatives:
+            sample = torch.randint(0, table.shape[0], (self.negatives,), device=flat.device)
+            classes = torch.unique(torch.cat([flat, sample]))  # sorted
+            table, flat = table[classes], torch.searchsorted(classes, flat)
+        logp = self.logits(emb, table).float().log_softmax(-1).transpose(0, 1)
+        return self.ctc_loss(logp, flat + 1, emb_lengths, target_lengths) / target_lengths.sum().clamp(min=1)
+
+
 class SpeechAdapter(torch.nn.Module):
     """Concatenate ``stack`` consecutive encoder frames (downsampling by ``stack``) and project them to the
     LLM's embedding width with a two-layer MLP, as in the reference paper's adapter."""
@@ -77,6 +115,8 @@ class ParaAlignModel(AbsESPnetModel):
         aux_conf: Optional[dict] = None,
         speaker_norm: bool = False,
         cache_prefix: bool = True,
+        ctc_conf: Optional[dict] = None,
+        encoder_only: bool = False,
     ):
         super().__init__()
         self.frontend, self.specaug, self.normalize = frontend, specaug, normalize
@@ -106,6 +146,14 @@ class ParaAlignModel(AbsESPnetModel):
             if len(self.aux_labels) < 2:
                 raise ValueError("aux_conf.labels must list the emotion labels (>= 2) when aux_conf.weight > 0")
             self.aux_head = torch.nn.Linear(encoder.output_size(), len(self.aux_labels))
+        # CTC on the transcript's LLM tokens from the speech tokens (see VocabCTC)
+        self.ctc_weight = float((ctc_conf or {}).get("weight", 0.0))
+        self.ctc = (VocabCTC(llm.hidden_size, int((ctc_conf or {}).get("negatives", 2048)))
+                    if self.ctc_weight > 0 else None)
+        # encoder_only: the encoder pre-training of stage 6, no LLM pass (only the CTC and aux losses)
+        self.encoder_only = encoder_only
+        if encoder_only and self.ctc is None and self.aux_head is None:
+            raise ValueError("encoder_only training needs ctc_conf.weight > 0 or aux_conf.weight > 0")
 
     # -- keeping the LLM frozen and out of checkpoints -------------------------------------------------
     def _apply(self, fn, *args, **kwargs):
@@ -221,27 +269,57 @@ class ParaAlignModel(AbsESPnetModel):
 
     # -- training --------------------------------------------------------------------------------------
     def forward(self, speech: torch.Tensor, speech_lengths: torch.Tensor, spk_mean: Optional[torch.Tensor] = None,
-                emotion_label: Optional[torch.Tensor] = None, **kwargs
+                emotion_label: Optional[torch.Tensor] = None, transcript: Optional[torch.Tensor] = None,
+                transcript_lengths: Optional[torch.Tensor] = None, **kwargs
                 ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
         """One LLM pass per batch: each row is assigned one task (by the sampler's ratios, among the tasks
         whose targets are in the batch); the loss is the weighted mean of the per-task token losses, plus
-        ``aux_conf.weight`` times the auxiliary emotion classifier's loss when it is on."""
+        ``aux_conf.weight`` times the auxiliary emotion classifier's loss and ``ctc_conf.weight`` times the
+        transcript CTC loss when they are on. ``encoder_only`` skips the LLM pass."""
         kwargs.pop("spk_mean_lengths", None)
         kwargs.pop("emotion_label_lengths", None)
-        available = [t for t in self.tasks if t in kwargs]
-        if not available:
-            raise ValueError(f"no target field in the batch: expected one of {self.tasks}, got {sorted(kwargs)}")
         batch_size = speech.shape[0]
-        row_tasks = self.sampler.sample(batch_size, available)
         emb, emb_lengths, enc, enc_lengths = self.encode(speech, speech_lengths, spk_mean, return_encoder=True)
-        width = max(kwargs[t].shape[1] for t in available)
-        reply = torch.full((batch_size, width), IGNORE, dtype=torch.long, device=speech.device)
-        reply_lengths = torch.zeros(batch_size, dtype=torch.long, device=speech.device)
+        stats: Dict[str, torch.Tensor] = {}
+        loss = 0.0 if self.encoder_only else self._alignment_loss(emb, emb_lengths, kwargs, stats)
+        if not self.encoder_only:
+            stats["loss_align"] = loss.detach()
+        if self.aux_head is not None:
+            if emotion_label is None:
+                raise ValueError("aux_conf.weight > 0 needs the 'emotion_label' field in the data (utt2emo)")
+            aux_logits = self.aux_head(masked_mean(enc, enc_lengths))
+            labels = emotion_label.reshape(batch_size, -1)[:, 0]
+            aux_loss = F.cross_entropy(aux_logits, labels)
+            stats["loss_aux"] = aux_loss.detach()
+            stats["acc_aux"] = (aux_logits.argmax(-1) == labels).float().mean()
+            loss = loss + self.aux_weight * aux_loss
+        if self.ctc is not None:
+            if transcript is None:
+                raise ValueError("ctc_conf.weight > 0 needs the 'transcript' field in the data (the text file)")
+            table = self.llm.model.get_input_embeddings().weight
+            ctc_loss = self.ctc(emb, emb_lengths, table, transcript, transcript_lengths)
+            stats["loss_ctc"] = ctc_loss.detach()
+            loss = loss + self.ctc_weight * ctc_loss
+        stats["loss"] = loss.detach()
+        loss, stats, weight = force_gatherable((loss, stats, batch_size), loss.device)
+        return loss, stats, weight
+
+    def _alignment_loss(self, emb: torch.Tensor, emb_lengths: torch.Tensor, targets: Dict[str, torch.Tensor],
+                        stats: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """The frozen LLM's loss on the teacher replies, given the speech tokens ``emb`` (per-task stats)."""
+        available = [t for t in self.tasks if t in targets]
+        if not available:
+            raise ValueError(f"no target field in the batch: expected one of {self.tasks}, got {sorted(targets)}")
+        batch_size = emb.shape[0]
+        row_tasks = self.sampler.sample(batch_size, available)
+        width = max(targets[t].shape[1] for t in available)
+        reply = torch.full((batch_size, width), IGNORE, dtype=torch.long, device=emb.device)
+        reply_lengths = torch.zeros(batch_size, dtype=torch.long, device=emb.device)
         for i, t in enumerate(row_tasks):
-            n = int(kwargs[f"{t}_lengths"][i])
+            n = int(targets[f"{t}_lengths"][i])
             if self.max_target_tokens > 0:
                 n = min(n, self.max_target_tokens)
-            reply[i, :n], reply_lengths[i] = kwargs[t][i, :n], n
+            reply[i, :n], reply_lengths[i] = targets[t][i, :n], n
         inputs, mask, index, prefix = self.splice(row_tasks, emb, emb_lengths, reply, reply_lengths)
         logits = self.reply_logits(inputs, mask, index, prefix)
         target = torch.cat([reply[i, : reply_lengths[i]] for i in range(batch_size)])
@@ -249,13 +327,12 @@ class ParaAlignModel(AbsESPnetModel):
         if self.loss_fn.needs_teacher:
             prompts = []
             for i, t in enumerate(row_tasks):
-                if f"{t}_prompt" not in kwargs:
+                if f"{t}_prompt" not in targets:
                     raise ValueError(f"the {type(self.loss_fn).__name__} loss needs the teacher prompts "
                                      f"'{t}_prompt' in the data (stage 4 writes them)")
-                prompts.append(kwargs[f"{t}_prompt"][i, : kwargs[f"{t}_prompt_lengths"][i]])
+                prompts.append(targets[f"{t}_prompt"][i, : targets[f"{t}_prompt_lengths"][i]])
             teacher = self.teacher_logits(prompts, reply, reply_lengths)
         token_task = [t for i, t in enumerate(row_tasks) for _ in range(int(reply_lengths[i]))]
-        stats: Dict[str, torch.Tensor] = {}
         loss, total_weight = 0.0, 0.0
         for t in sorted(set(row_tasks)):
             sel = torch.tensor([x == t for x in token_task], device=logits.device)
@@ -265,20 +342,7 @@ class ParaAlignModel(AbsESPnetModel):
             with torch.no_grad():
                 stats[f"loss_{t}"] = task_loss.detach()
                 stats[f"acc_{t}"] = (logits[sel].argmax(-1) == target[sel]).float().mean()
-        loss = loss / total_weight
-        if self.aux_head is not None:
-            if emotion_label is None:
-                raise ValueError("aux_conf.weight > 0 needs the 'emotion_label' field in the data (utt2emo)")
-            aux_logits = self.aux_head(masked_mean(enc, enc_lengths))
-            labels = emotion_label.reshape(batch_size, -1)[:, 0]
-            aux_loss = F.cross_entropy(aux_logits, labels)
-            stats["loss_align"] = loss.detach()
-            stats["loss_aux"] = aux_loss.detach()
-            stats["acc_aux"] = (aux_logits.argmax(-1) == labels).float().mean()
-            loss = loss + self.aux_weight * aux_loss
-        stats["loss"] = loss.detach()
-        loss, stats, weight = force_gatherable((loss, stats, batch_size), loss.device)
-        return loss, stats, weight
+        return loss / total_weight
 
     # -- inference -------------------------------------------------------------------------------------
     def prompt_ids(self, task: str = "response", user: Optional[str] = None) -> Tuple[List[int], List[int]]:

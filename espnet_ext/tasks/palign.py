@@ -34,13 +34,14 @@ from espnet2.train.trainer import Trainer
 from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import float_or_none, int_or_none, str2bool, str_or_none
 
-from espnet_ext.palign.frontend import MelPitchFrontend
+from espnet_ext.palign.frontend import MelPitchFrontend, WhisperPitchFrontend
 from espnet_ext.palign.llm import ChatTokenizer, FrozenLLM
 from espnet_ext.palign.model import IGNORE, ParaAlignModel, SpeechAdapter
 from espnet_ext.palign.prompts import load_prompt_conf
 
 frontend_choices = ClassChoices(
-    "frontend", classes=dict(default=DefaultFrontend, s3prl=S3prlFrontend, mel_pitch=MelPitchFrontend),
+    "frontend", classes=dict(default=DefaultFrontend, s3prl=S3prlFrontend, mel_pitch=MelPitchFrontend,
+                                     whisper_pitch=WhisperPitchFrontend),
     type_check=AbsFrontend, default="s3prl", optional=True)
 specaug_choices = ClassChoices(
     "specaug", classes=dict(specaug=SpecAug), type_check=AbsSpecAug, default=None, optional=True)
@@ -86,6 +87,11 @@ class PalignPreprocessor(AbsPreprocessor):
                     raise ValueError(f"utterance '{uid}': emotion label '{value.strip()}' is not in "
                                      f"aux_conf.labels {sorted(self.emotion_ids)}")
                 out[name] = np.array([self.emotion_ids[value.strip()]], dtype=np.int64)
+            elif name == "transcript":  # the CTC target (the text file), in the LLM's tokens
+                ids = self.chat.encode(" ".join(value.split()))
+                if not ids:
+                    raise ValueError(f"utterance '{uid}': empty transcript")
+                out[name] = np.array(ids, dtype=np.int64)
             elif name == "speech" and isinstance(value, np.ndarray):
                 if value.ndim == 2 and value.shape[1] <= 8:  # (time, channels): stage 2 should have made it mono
                     value = value.mean(axis=1)
@@ -124,6 +130,17 @@ class PalignTask(AbsTask):
         group.add_argument("--speaker_norm", type=str2bool, default=False,
                            help="subtract each speaker's mean frontend features (data field spk_mean, "
                                 "written by bin/speaker_stats.py); one file alone is normalised by itself")
+        group.add_argument("--ctc_conf", action=NestedDictAction, default={},
+                           help="CTC on the transcript's LLM tokens from the speech tokens, whose classes are the "
+                                "LLM's embeddings: weight (0: off, the paper's setup); data field transcript "
+                                "(the text file)")
+        group.add_argument("--encoder_only", type=str2bool, default=False,
+                           help="train the encoder without the LLM (only the CTC and aux losses): the "
+                                "pre-training that stage 6 runs first when the config has pretrain_conf")
+        group.add_argument("--pretrain_conf", action=NestedDictAction, default={},
+                           help="stage 6 pre-trains the encoder with --encoder_only true and these options "
+                                "(e.g. max_epoch, num_iters_per_epoch, batch_size) and aligns from it; {}: no "
+                                "pre-training. Read by palign.sh; the training program itself ignores it")
         group.add_argument("--cache_prefix", type=str2bool, default=True,
                            help="take the prompt prefix shared by every row from the frozen LLM's KV cache")
         group.add_argument("--loss", type=str, default="ce", help="alignment loss: ce | kl")
@@ -159,7 +176,7 @@ class PalignTask(AbsTask):
 
     @classmethod
     def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
-        return KNOWN_TASKS + tuple(f"{t}_prompt" for t in KNOWN_TASKS) + ("spk_mean", "emotion_label")
+        return KNOWN_TASKS + tuple(f"{t}_prompt" for t in KNOWN_TASKS) + ("spk_mean", "emotion_label", "transcript")
 
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> ParaAlignModel:
@@ -210,7 +227,8 @@ class PalignTask(AbsTask):
             task_ratios=(args.task_conf or {}).get("ratios"), task_weights=(args.task_conf or {}).get("weights"),
             seed=getattr(args, "seed", 0), max_target_tokens=getattr(args, "max_target_tokens", 0),
             aux_conf=getattr(args, "aux_conf", None), speaker_norm=getattr(args, "speaker_norm", False),
-            cache_prefix=getattr(args, "cache_prefix", True))
+            cache_prefix=getattr(args, "cache_prefix", True), ctc_conf=getattr(args, "ctc_conf", None),
+            encoder_only=getattr(args, "encoder_only", False))
         if args.init is not None:
             from espnet2.torch_utils.initialize import initialize
 

@@ -103,6 +103,11 @@ v = yaml.safe_load(open(sys.argv[1])) or {}
 for k in sys.argv[2].split('.'):
     v = v.get(k) if isinstance(v, dict) else None
 print(' '.join(map(str, v)) if isinstance(v, list) else ('' if v is None else v))" "$1" "$2"; }
+# conf_args FILE KEY: a dict of a YAML config as command-line options (--name value; dicts as YAML)
+conf_args() { ${python} -c "
+import sys, yaml
+v = (yaml.safe_load(open(sys.argv[1])) or {}).get(sys.argv[2]) or {}
+print(' '.join(f'--{k} ' + (yaml.safe_dump(x, default_flow_style=True, width=1e9).strip() if isinstance(x, dict) else str(x)).replace(' ', '') for k, x in v.items()))" "$1" "$2"; }
 require() { for v in "$@"; do [ -n "${!v}" ] || { log "--${v} is required for stage ${_stage}"; exit 2; }; done; }
 speaker_norm=False; spk_stats=""
 if [ -n "${palign_config}" ]; then
@@ -175,20 +180,26 @@ fi
 # with the KL loss each task's teacher prompts. The response task reads --palign_target; for the
 # semantic-only baseline (response_neutral) every teacher task reads its own _neutral replies, so that no
 # target carries the emotion (copied targets such as asr, having no teacher prompt, stay as they are).
-set_data_opts() {  # called when stage 4's files exist
+set_data_opts() {  # called when stage 4's files exist; $1=encoder_only: no LLM targets (pre-training)
     _data_opts=()
-    local _tasks _loss _suffix=${palign_target#response} _phase _dset _t _file _aux
+    local _tasks _loss _suffix=${palign_target#response} _phase _dset _t _file _aux _ctc
     _tasks=$(conf_get "${palign_config}" tasks); _tasks=${_tasks:-response}
+    [ "${1:-}" = encoder_only ] && _tasks=""
     _loss=$(conf_get "${palign_config}" loss)
     _aux=$(conf_get "${palign_config}" aux_conf.weight)
+    [ "${palign_target}" = response ] || _aux=0  # the semantic-only baseline has no emotion classifier
+    _ctc=$(conf_get "${palign_config}" ctc_conf.weight)
     for _phase in train valid; do
         if [ "${_phase}" = train ]; then _dset=${train_set}; else _dset=${valid_set}; fi
         _data_opts+=(--${_phase}_data_path_and_name_and_type "${data_feats}/${_dset}/wav.scp,speech,sound")
         if [ "${speaker_norm}" = True ]; then
             _data_opts+=(--${_phase}_data_path_and_name_and_type "${spk_stats}/${_dset}/spk_mean.scp,spk_mean,npy")
         fi
-        if [ -n "${_aux}" ] && [ "${_aux}" != 0 ] && [ "${_aux}" != 0.0 ]; then
+        if nonzero "${_aux}"; then
             _data_opts+=(--${_phase}_data_path_and_name_and_type "${data_feats}/${_dset}/utt2emo,emotion_label,text")
+        fi
+        if nonzero "${_ctc}"; then
+            _data_opts+=(--${_phase}_data_path_and_name_and_type "${data_feats}/${_dset}/text,transcript,text")
         fi
         for _t in ${_tasks}; do
             _file=${_t}
@@ -204,6 +215,7 @@ set_data_opts() {  # called when stage 4's files exist
         done
     done
 }
+nonzero() { [ -n "$1" ] && [ "$(${python} -c "print(float('$1') != 0)")" = True ]; }
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     _stage=5; require palign_config
@@ -237,8 +249,7 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
 fi
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
-    _stage=6; require palign_config; set_data_opts
-    log "Stage 6: training -> ${palign_exp} (log: ${palign_exp}/train.log)"
+    _stage=6; require palign_config
     mkdir -p "${palign_exp}"
     _opts=()
     if grep -q '^normalize: *global_mvn' "${palign_config}"; then
@@ -246,6 +257,23 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     fi
     # The semantic-only baseline learns no emotion at all: no emotion in its targets, no emotion classifier.
     [ "${palign_target}" = response ] || _opts+=(--aux_conf weight=0)
+    _pretrain=$(conf_args "${palign_config}" pretrain_conf)
+    if [ -n "${_pretrain}" ]; then
+        # Encoder pre-training without the LLM (CTC on the transcript, the emotion classifier): seconds
+        # per step instead of the LLM's; the alignment below starts from it.
+        set_data_opts encoder_only
+        log "Stage 6: encoder pre-training (no LLM) -> ${palign_exp}/pretrain (log: ${palign_exp}/pretrain/train.log)"
+        mkdir -p "${palign_exp}/pretrain"
+        # shellcheck disable=SC2086
+        ${cuda_cmd} --gpu "${ngpu}" --num_threads "${num_threads}" "${palign_exp}/pretrain/train.log" \
+            ${python} -m espnet_ext.bin.palign_train --config "${palign_config}" --use_preprocessor true \
+            "${_data_opts[@]}" "${_opts[@]}" --encoder_only true ${_pretrain} --resume true --ngpu "${ngpu}" \
+            --output_dir "${palign_exp}/pretrain" --train_shape_file "${stats_dir}/train/speech_shape.shuffled" \
+            --valid_shape_file "${stats_dir}/valid/speech_shape" ${palign_args}
+        _opts+=(--init_param "${palign_exp}/pretrain/valid.loss.best.pth")
+    fi
+    set_data_opts
+    log "Stage 6: training -> ${palign_exp} (log: ${palign_exp}/train.log)"
     # shellcheck disable=SC2086
     ${cuda_cmd} --gpu "${ngpu}" --num_threads "${num_threads}" "${palign_exp}/train.log" \
         ${python} -m espnet_ext.bin.palign_train --config "${palign_config}" --use_preprocessor true \
@@ -308,12 +336,15 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
     _stage=8; require teacher_config
     log "Stage 8: scoring ${palign_exp}/${inference_tag}"
     _probe=${palign_exp}/${inference_tag}/probe
-    for dset in ${train_set} ${test_sets}; do
-        _max=0; [ "${dset}" = "${train_set}" ] && _max=${probe_max_utts}
-        _spk=(); [ "${speaker_norm}" = True ] && _spk=(--spk_mean_scp "${spk_stats}/${dset}/spk_mean.scp")
-        ${python} -m espnet_ext.bin.pooled_tokens --model_dir "${palign_exp}" --data_dir "${data_feats}/${dset}" \
-            --output "${_probe}/${dset}.npz" --max_utts "${_max}" --device "${_device}" "${_spk[@]}"
+    _pool=(--data_dir); _out=(--output); _max=(--max_utts); _spk=()
+    for dset in ${train_set} ${test_sets}; do  # one process: the model loads once
+        _pool+=("${data_feats}/${dset}"); _out+=("${_probe}/${dset}.npz")
+        if [ "${dset}" = "${train_set}" ]; then _max+=("${probe_max_utts}"); else _max+=(0); fi
+        [ "${speaker_norm}" = True ] && _spk+=("${spk_stats}/${dset}/spk_mean.scp")
     done
+    if [ ${#_spk[@]} -gt 0 ]; then _spk=(--spk_mean_scp "${_spk[@]}"); fi
+    ${python} -m espnet_ext.bin.pooled_tokens --model_dir "${palign_exp}" "${_pool[@]}" "${_out[@]}" "${_max[@]}" \
+        --device "${_device}" "${_spk[@]}"
     for dset in ${test_sets}; do
         score_system "${palign_exp}/${inference_tag}/${dset}" "${dset}" \
             --probe_train "${_probe}/${train_set}.npz" --probe_test "${_probe}/${dset}.npz"
@@ -341,7 +372,7 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
                 *) continue ;;
             esac
             ${python} -m espnet_ext.bin.text_system --ref_dir "${data_feats}/${dset}" --out_dir "${_bdir}/${sys}/${dset}" \
-                --config "${teacher_config}" --cache "${_bdir}/cache" --device "${_device}" "${_opts[@]}"
+                --config "${teacher_config}" --cache "${_bdir}/cache" --known_replies "${teacher_dir}" --device "${_device}" "${_opts[@]}"
             score_system "${_bdir}/${sys}/${dset}" "${dset}"
         done
     done
@@ -374,7 +405,7 @@ if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ] && [[ " ${baselines} " == *" 
         ${python} -m espnet_ext.bin.cls_predict --model_dir "${_cls}/model" --data_dir "${data_feats}/${dset}" \
             --output "${_cls}/${dset}/utt2emo_pred" --device "${_device}"
         ${python} -m espnet_ext.bin.text_system --ref_dir "${data_feats}/${dset}" --out_dir "${_cls}/${dset}" \
-            --config "${teacher_config}" --cache "${_bdir}/cache" --device "${_device}" \
+            --config "${teacher_config}" --cache "${_bdir}/cache" --known_replies "${teacher_dir}" --device "${_device}" \
             --with_emotion true --labels "${_cls}/${dset}/utt2emo_pred"
         score_system "${_cls}/${dset}" "${dset}"
     done

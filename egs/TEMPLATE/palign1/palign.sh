@@ -61,7 +61,7 @@ help_message=$(cat << EOF
 Usage: $0 --train_set <name> --valid_set <name> --test_sets "<name> ..." [options]
 Stages: 1 data prep (local/data.sh) . 2 audio format (${fs} Hz mono, duration filter)
         3 (reserved: frontend features) . 4 teacher replies . 5 stats/shapes
-        6 training . 7 decoding
+        6 training (first an encoder pre-training without the LLM if the config has pretrain_conf) . 7 decoding
 Options (defaults after the names):
   --stage ${stage}  --stop_stage ${stop_stage}  --nj ${nj}  --inference_nj ${inference_nj}
   --ngpu ${ngpu}  --gpu_inference ${gpu_inference}  --dumpdir ${dumpdir}  --expdir ${expdir}

@@ -67,6 +67,23 @@ def yin_pitch(x: torch.Tensor, fs: int = 16000, hop_length: int = 160, win_lengt
     return torch.where(voiced, f0, torch.zeros_like(f0)), voicing
 
 
+def pitch_track(speech: torch.Tensor, lengths: torch.Tensor, names: Sequence[str], fs: int, hop_length: int,
+                win_length: int, fmin: float, fmax: float) -> torch.Tensor:
+    """The pitch features ``names`` (see the module docstring) of waveforms (B, T) with valid ``lengths``:
+    (B, N, len(names)), one frame every ``hop_length`` samples, zero beyond each length."""
+    f0, voicing = yin_pitch(speech, fs, hop_length, win_length, fmin, fmax)
+    frames = torch.arange(f0.shape[1], device=f0.device)[None] < (lengths // hop_length + 1)[:, None]
+    voiced = (f0 > 0) & frames
+    log_f0 = torch.log(f0.clamp(min=1.0))
+    mean = (log_f0 * voiced).sum(1) / voiced.sum(1).clamp(min=1)
+    mean = torch.where(voiced.any(1), mean, torch.full_like(mean, float(torch.log(torch.tensor(150.0)))))
+    log_f0 = torch.where(voiced, log_f0, mean[:, None])
+    out = {"log_f0": log_f0 - 5.0,  # centred near log(150 Hz)
+           "rel_log_f0": log_f0 - mean[:, None],
+           "voicing": voicing}
+    return torch.stack([out[name] for name in names], -1) * frames[..., None]
+
+
 class MelPitchFrontend(AbsFrontend):
     """ESPnet ``DefaultFrontend`` log-mels (loudness kept) + pitch features, at the same frame rate."""
 
@@ -90,18 +107,8 @@ class MelPitchFrontend(AbsFrontend):
 
     def pitch(self, speech: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(B, N, len(pitch_features)) for waveforms (B, T) with valid ``lengths``."""
-        f0, voicing = yin_pitch(speech, self.fs, self.hop_length, self.win_length, self.fmin, self.fmax)
-        frames = torch.arange(f0.shape[1], device=f0.device)[None] < (lengths // self.hop_length + 1)[:, None]
-        voiced = (f0 > 0) & frames
-        log_f0 = torch.log(f0.clamp(min=1.0))
-        mean = (log_f0 * voiced).sum(1) / voiced.sum(1).clamp(min=1)
-        mean = torch.where(voiced.any(1), mean, torch.full_like(mean, float(torch.log(torch.tensor(150.0)))))
-        log_f0 = torch.where(voiced, log_f0, mean[:, None])
-        out = {"log_f0": log_f0 - 5.0,  # centred near log(150 Hz)
-               "rel_log_f0": log_f0 - mean[:, None],
-               "voicing": voicing}
-        feats = torch.stack([out[name] for name in self.pitch_features], -1) * self.pitch_scale
-        return feats * frames[..., None]
+        return pitch_track(speech, lengths, self.pitch_features, self.fs, self.hop_length, self.win_length,
+                           self.fmin, self.fmax) * self.pitch_scale
 
     def forward(self, input: torch.Tensor, input_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         mel, mel_lengths = self.mel(input, input_lengths)
@@ -143,7 +150,7 @@ class WhisperPitchFrontend(AbsFrontend):
                                cpu_threads=cpu_threads or torch.get_num_threads())  # the job's share of the cores
         self._whisper = whisper  # not a submodule: frozen, outside state_dict()
         self.fs, self.hop_length, self.win_length = fs, 320, 400  # output frames: 20 ms
-        self.fmin, self.fmax, self.pitch_scale = 60.0, 500.0, 1.0
+        self.fmin, self.fmax = 60.0, 500.0
         self.pitch_features = list(pitch_features)
         self.log_energy = log_energy
         self.whisper_size = self._probe_size()
@@ -176,7 +183,8 @@ class WhisperPitchFrontend(AbsFrontend):
             lengths = lengths.clamp(max=feats.shape[1])
             extra = []
             if self.pitch_features:
-                extra.append(MelPitchFrontend.pitch(self, input, input_lengths))
+                extra.append(pitch_track(input, input_lengths, self.pitch_features, self.fs, self.hop_length,
+                                         self.win_length, self.fmin, self.fmax))
             if self.log_energy:
                 frames = F.pad(input.float(), (self.win_length // 2, self.win_length)).unfold(
                     1, self.win_length, self.hop_length)

@@ -190,3 +190,52 @@ def test_preprocessor_names_utterance_with_empty_reply(tiny_llm):
     assert out["response"][-1] == pre.chat.end_of_turn
     with pytest.raises(ValueError, match="utterance 'spk1_y': empty 'response'"):
         pre("spk1_y", {"response": "  "})
+
+
+class _RunsCode:
+    """A pickle payload: unpickling it calls os.system (writes a marker file)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_inference_loads_tensors_only_and_strictly(trained, small_corpus, tmp_path):
+    """A received model file must not run code on load, and a file that does not fit the model (the
+    Trainer's checkpoint.pth, an empty dict) is an error naming the problem, not an untrained encoder."""
+    import shutil
+
+    from espnet_ext.bin import palign_inference
+
+    exp, _, _ = trained
+    work = tmp_path / "exp"
+    shutil.copytree(exp, work, symlinks=True)
+    wav = list(read_kv(small_corpus / "test" / "wav.scp").values())[0]
+
+    def decode(model_file):
+        return palign_inference.main(["--model_dir", str(work), "--model_file", str(model_file), "--wav", wav,
+                                      "--max_new_tokens", "3", "--device", "cpu"])
+
+    marker = tmp_path / "pwned"
+    evil = dict(torch.load(exp / "valid.loss.ave.pth", weights_only=True))
+    evil["payload"] = _RunsCode(marker)
+    torch.save(evil, work / "evil.pth")
+    with pytest.raises(SystemExit, match="refusing to unpickle"):
+        decode(work / "evil.pth")
+    assert not marker.exists()
+
+    with pytest.raises(SystemExit, match="checkpoint.pth"):
+        decode(work / "checkpoint.pth")  # a dict of model, optimizer and scheduler states
+    torch.save({}, work / "empty.pth")
+    with pytest.raises(SystemExit, match=r"does not fit .* missing adapter\..*\(\d+ in all\)"):
+        decode(work / "empty.pth")
+    state = dict(torch.load(exp / "valid.loss.ave.pth", weights_only=True))
+    state["extra.weight"] = torch.zeros(1)
+    torch.save(state, work / "extra.pth")
+    with pytest.raises(SystemExit, match="unexpected extra.weight"):
+        decode(work / "extra.pth")
+    assert decode(exp / "valid.loss.ave.pth") == 0  # the model training wrote loads

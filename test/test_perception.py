@@ -61,6 +61,22 @@ def test_whisper_pitch_frontend_frames_pitch_and_level():
     assert (energy[1] - energy[0]).mean().item() == pytest.approx(math.log(16), abs=0.05)  # level kept
 
 
+def test_whisper_batched_short_window_transcripts():
+    """Batched transcription pads to a 10 s window (or 30 s for longer audio) and reads the words right."""
+    from espnet_ext.asr import WhisperASR
+    from espnet_ext.synth.espeak import Espeak
+    from espnet_ext.audio import resample
+
+    engine = Espeak()
+    speech = resample(engine.synth("I saw him again at the station.", "en-us"), engine.sample_rate, 16000)
+    longer = np.concatenate([speech, np.zeros(16000 * 11, dtype=np.float32)])  # 12+ s: the 30 s window
+    asr = WhisperASR()
+    texts = asr.transcribe_batch([speech, longer, speech], batch_size=2)
+    assert len(texts) == 3 and texts[0] == texts[2]  # the same audio alone or beside another in a batch
+    for text in texts[:2]:
+        assert "again" in text.lower() and "station" in text.lower(), texts
+
+
 def _batch(model, n=4, seconds=0.6):
     torch.manual_seed(1)
     speech = torch.randn(n, int(16000 * seconds)) * 0.1

@@ -27,7 +27,13 @@ def main(argv=None) -> int:
 
     register_in_espnet_task(cls_task)  # a model trained by bin/cls_train.py may use mel_pitch
 
-    model = Classification(args.model_dir / "config.yaml", find_model_file(args.model_dir), device=args.device)
+    from espnet_ext.model_io import ModelFileError, load_state_strict
+
+    model = Classification(args.model_dir / "config.yaml", None, device=args.device)  # built, untrained
+    try:  # tensors only, every key (ESPnet's loader unpickles anything and loads non-strictly)
+        load_state_strict(model.classification_model, find_model_file(args.model_dir), args.device).eval()
+    except ModelFileError as e:
+        raise SystemExit(str(e))
     wav_scp = read_kv(args.data_dir / "wav.scp")
     pred = {}
     for utt in tqdm(wav_scp, desc="classify", mininterval=10):

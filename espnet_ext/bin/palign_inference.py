@@ -38,9 +38,15 @@ def find_model_file(model_dir: Path) -> Path:
 def load_model(model_dir: Path, model_file: Optional[Path], device: str):
     from espnet_ext.tasks.palign import PalignTask
 
+    from espnet_ext.model_io import ModelFileError, load_state_strict
+
     model_file = model_file or find_model_file(model_dir)
     logging.info(f"loading {model_file}")
-    model, args = PalignTask.build_model_from_file(model_dir / "config.yaml", model_file, device)
+    model, args = PalignTask.build_model_from_file(model_dir / "config.yaml", None, device)  # built, untrained
+    try:
+        load_state_strict(model, model_file, device)  # tensors only, every key
+    except ModelFileError as e:
+        raise SystemExit(str(e))
     return model.eval(), args
 
 

@@ -52,9 +52,12 @@ def fill_missing_transcripts(utts: List[Utt], how: str, fs: int = 16000) -> List
     asr = WhisperASR()
     for u in utts:
         u.extra["textsource"] = "reference"
-    for u in tqdm(missing, desc="transcribing", mininterval=10):
-        u.text = asr.transcribe(load_mono(u.wav, fs, u.start or 0.0, u.end, u.channel)) or "..."
-        u.extra["textsource"] = "asr"
+    for k in tqdm(range(0, len(missing), 16), desc="transcribing (batches of 16)", mininterval=10):
+        batch = missing[k:k + 16]
+        texts = asr.transcribe_batch([load_mono(u.wav, fs, u.start or 0.0, u.end, u.channel) for u in batch])
+        for u, text in zip(batch, texts):
+            u.text = text or "..."
+            u.extra["textsource"] = "asr"
     logging.info(f"{len(missing)} transcript(s) made by ASR (marked 'asr' in utt2textsource)")
     return utts
 

@@ -5,7 +5,7 @@ tokens/s counts generated reply tokens. Prints the ratio batched / sequential (t
 both give the same replies.
 
   python bench/teacher_speed.py --llm egs/synth_emo/palign1/downloads/llm/SmolLM2-135M-Instruct \\
-      [--prompts 32 --batch_size 32 --max_new_tokens 24]
+      [--prompts 64 --batch_size 64 --max_new_tokens 24]
 """
 import argparse
 import os
@@ -35,8 +35,8 @@ def teacher_prompts(n: int, seed: int = 0):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--llm", required=True)
-    p.add_argument("--prompts", type=int, default=32)
-    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--prompts", type=int, default=64)
+    p.add_argument("--batch_size", type=int, default=64, help="stage 4's batch_size (conf/teacher_smollm2.yaml)")
     p.add_argument("--max_new_tokens", type=int, default=24)
     args = p.parse_args(argv)
     from espnet_ext.palign.llm import FrozenLLM

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import io
+import struct
 import subprocess
+from pathlib import Path
 from fractions import Fraction
 from typing import Optional, Tuple
 
@@ -50,3 +52,45 @@ def load_mono(value: str, fs: int, start: float = 0.0, end: Optional[float] = No
     a = int(round(start * sr))
     b = data.shape[0] if end is None else min(data.shape[0], int(round(end * sr)))
     return resample(to_mono(data[a:b], channel), sr, fs)
+
+
+def wav_declared_frames(path: str) -> Optional[int]:
+    """Frames a RIFF/WAVE file's header promises (its data chunk size / block size), or None for other
+    files. libsndfile silently reads what is there, so a truncated download looks like a shorter file."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            block = None
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None
+                cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if cid == b"fmt ":
+                    fmt = f.read(size + (size & 1))
+                    block = struct.unpack("<H", fmt[12:14])[0] if len(fmt) >= 14 else None
+                elif cid == b"data":
+                    return size // block if block and size != 0xFFFFFFFF else None
+                else:
+                    f.seek(size + (size & 1), 1)
+    except OSError:
+        return None
+
+
+def check_samples(x: np.ndarray, where: str) -> int:
+    """Reject NaN/Inf samples; return how many exceed full scale (|x| > 1) and would be clipped."""
+    bad = ~np.isfinite(x)
+    if bad.any():
+        raise ValueError(f"{where}: {int(bad.sum())} NaN/Inf sample(s), first at sample {int(np.argmax(bad))}")
+    return int((np.abs(x) > 1.0).sum())
+
+
+def check_complete(path: str) -> None:
+    """A WAV file shorter than its header says is an error (truncated copy or download)."""
+    declared = wav_declared_frames(path)
+    if declared is not None:
+        frames = soundfile.info(path).frames
+        if frames < declared:
+            raise ValueError(f"{path}: truncated: the header promises {declared} samples, the file holds {frames}")

@@ -29,9 +29,14 @@ def read_kv(path: Path, allow_empty_value: bool = True) -> "OrderedDict[str, str
     """Read a Kaldi ``key value`` file, refusing duplicate keys with file:line in the message."""
     path = Path(path)
     out: "OrderedDict[str, str]" = OrderedDict()
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\n")
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8").rstrip("\n")
+            except UnicodeDecodeError as e:
+                key = raw.split(maxsplit=1)[0].decode("utf-8", "replace") if raw.strip() else ""
+                raise DataDirError(f"{path}:{lineno}: utterance '{key}': not UTF-8 text (byte "
+                                   f"{raw[e.start]:#04x} at column {e.start + 1})") from None
             if not line.strip():
                 raise DataDirError(f"{path}:{lineno}: empty line")
             parts = line.split(maxsplit=1)
@@ -82,6 +87,13 @@ def _check_sorted(path: Path, keys: Sequence[str]) -> None:
                 f"(sort with LC_ALL=C, or run fix_data_dir.sh)")
 
 
+def check_id(key: str, where: str) -> None:
+    """Utterance and speaker ids become file names (dump/raw/<set>/audio/<utt>.wav, speaker means): an id
+    with a '/' or a leading '.' could write outside the output folder."""
+    if "/" in key or "\\" in key or key.startswith("."):
+        raise DataDirError(f"{where}: id '{key}' contains '/' or '\\' or starts with '.'; ids name files")
+
+
 def validate(data_dir: Path, required: Iterable[str] = REQUIRED, check_audio: bool = True) -> Dict[str, int]:
     """Check a data dir; raise DataDirError naming file, line and utterance. Returns counts."""
     data_dir = Path(data_dir)
@@ -103,10 +115,14 @@ def validate(data_dir: Path, required: Iterable[str] = REQUIRED, check_audio: bo
         if missing:
             raise DataDirError(f"{data_dir / name}: utterance '{missing[0]}' (in {ref_name}) is missing "
                                f"here ({len(missing)} missing in all)")
+    for lineno, key in enumerate(utts, 1):
+        check_id(key, f"{data_dir / ref_name}:{lineno}")
     for name in ("text", "utt2emo", "utt2spk"):
         for lineno, (key, value) in enumerate(files.get(name, {}).items(), 1):
-            if name != "text" and not value:
+            if not value:  # a blank transcript would become an empty teacher prompt and a training target
                 raise DataDirError(f"{data_dir / name}:{lineno}: utterance '{key}' has an empty value")
+            if name == "utt2spk":
+                check_id(value, f"{data_dir / name}:{lineno}: speaker of '{key}'")
     if "utt2spk" in files:
         want = spk2utt_from(files["utt2spk"])
         spk2utt_path = data_dir / "spk2utt"
@@ -122,6 +138,9 @@ def validate(data_dir: Path, required: Iterable[str] = REQUIRED, check_audio: bo
     if check_audio:
         _check_audio(data_dir / "wav.scp", wav_scp)
     counts = {"utterances": len(utts)}
+    piped = sum(v.endswith("|") for v in wav_scp.values())
+    if piped:
+        counts["piped wav.scp entries (commands, not checked; a received wav.scp is code)"] = piped
     if "utt2spk" in files:
         counts["speakers"] = len(set(files["utt2spk"].values()))
     if "utt2emo" in files:
@@ -167,6 +186,15 @@ def fix(data_dir: Path) -> Dict[str, int]:
     names = per_utt_files(data_dir)
     files = {name: read_kv(data_dir / name) for name in names}
     keep = set.intersection(*(set(kv) for kv in files.values())) if files else set()
+    if not keep:
+        empty = [n for n, kv in files.items() if not kv]
+        raise DataDirError(f"{data_dir}: no utterance is in every file"
+                           + (f" ({', '.join(empty)} empty)" if empty else "") + "; nothing was changed")
+    backup = data_dir / ".backup"  # as Kaldi's fix_data_dir.sh: what is rewritten is kept
+    backup.mkdir(exist_ok=True)
+    for name in list(files) + ["spk2utt", "wav.scp"]:
+        if (data_dir / name).exists():
+            shutil.copyfile(data_dir / name, backup / name)
     dropped = {}
     for name, kv in files.items():
         dropped[name] = len(kv) - len(keep)

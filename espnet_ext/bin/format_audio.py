@@ -3,18 +3,28 @@
 Reads ``wav.scp`` (+ ``segments``, + ``utt2channel`` for one channel of a multi-channel recording) of a
 data dir and writes ``<out_dir>/wav.scp``, ``utt2dur`` and ``utt2num_samples``. Utterances outside
 [min_dur, max_dur] are listed with their reason in ``<out_dir>/excluded``. Already written files are
-kept, so an interrupted job resumes where it stopped.
+kept, so an interrupted job resumes where it stopped, unless their source changed (``audio_sources``
+records each source's size and mtime). A truncated WAV or NaN/Inf samples stop the job naming the
+utterance; samples beyond full scale are clipped with a warning that counts them.
 """
 import argparse
 import logging
 import sys
 from pathlib import Path
 
+import numpy as np
 import soundfile
 from tqdm import tqdm
 
-from espnet_ext.audio import load_mono
-from espnet_ext.datadir import read_kv
+from espnet_ext.audio import check_complete, check_samples, load_mono
+from espnet_ext.datadir import check_id, read_kv
+
+
+def source_signature(value: str, start: str, end: str, channel, fs: int) -> str:
+    """The source file's identity (path, size, mtime) and the cut: an output made from anything else is stale."""
+    path = Path(value)
+    stat = f"size={path.stat().st_size},mtime_ns={path.stat().st_mtime_ns}" if path.is_file() else "command"
+    return f"{stat},start={start},end={end or '-'},channel={channel},fs={fs},src={value}"
 
 
 def main(argv=None) -> int:
@@ -36,16 +46,28 @@ def main(argv=None) -> int:
         segments = {u: [u, "0", ""] for u in wav_scp}
     chan_path = args.in_dir / "utt2channel"
     channels = {u: int(c) for u, c in read_kv(chan_path).items()} if chan_path.exists() else {}
+    for lineno, utt in enumerate(segments, 1):  # each id names a file under --audio_dir
+        check_id(utt, f"{seg_path if seg_path.exists() else args.in_dir / 'wav.scp'}:{lineno}")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     args.audio_dir.mkdir(parents=True, exist_ok=True)
 
+    sources_path = args.out_dir / "audio_sources"  # what each output was made from: a changed source is redone
+    made_from = read_kv(sources_path) if sources_path.exists() else {}
+    sources, clipped = {}, {}
     out_scp, utt2dur, utt2ns, excluded = {}, {}, {}, {}
     for utt, (rec, start, end) in tqdm(sorted(segments.items()), desc=f"format {args.in_dir}", mininterval=5):
         dst = args.audio_dir / f"{utt}.wav"
         try:
+            sources[utt] = source_signature(wav_scp[rec], start, end, channels.get(utt), args.fs)
             info = soundfile.info(str(dst)) if dst.exists() else None
-            if info is None or info.samplerate != args.fs or info.frames == 0:
+            if info is None or info.samplerate != args.fs or info.frames == 0 or made_from.get(utt) != sources[utt]:
+                if not wav_scp[rec].endswith("|"):
+                    check_complete(wav_scp[rec])
                 x = load_mono(wav_scp[rec], args.fs, float(start), float(end) if end else None, channels.get(utt))
+                over = check_samples(x, "audio")
+                if over:
+                    clipped[utt] = over
+                    x = np.clip(x, -1.0, 1.0)
                 tmp = dst.with_suffix(".tmp.wav")
                 soundfile.write(str(tmp), x, args.fs, subtype="PCM_16")
                 tmp.replace(dst)  # atomic: a killed job never leaves a half-written file behind
@@ -62,11 +84,16 @@ def main(argv=None) -> int:
         utt2dur[utt] = f"{dur:.3f}"
         utt2ns[utt] = str(num_samples)
 
-    for name, kv in (("wav.scp", out_scp), ("utt2dur", utt2dur), ("utt2num_samples", utt2ns), ("excluded", excluded)):
+    for utt, n in clipped.items():
+        logging.warning(f"utterance '{utt}' ({wav_scp[segments[utt][0]]}): {n} sample(s) beyond full scale, clipped")
+    outputs = (("wav.scp", out_scp), ("utt2dur", utt2dur), ("utt2num_samples", utt2ns), ("excluded", excluded),
+               ("audio_sources", sources))
+    for name, kv in outputs:
         with open(args.out_dir / name, "w", encoding="utf-8") as f:
             for k in sorted(kv):
                 f.write(f"{k} {kv[k]}\n")
-    logging.info(f"{args.in_dir}: {len(out_scp)} written, {len(excluded)} excluded by duration")
+    logging.info(f"{args.in_dir}: {len(out_scp)} written, {len(excluded)} excluded by duration"
+                 + (f", {len(clipped)} clipped" if clipped else ""))
     return 0
 
 

@@ -139,6 +139,30 @@ def question(model, train_args, task: str, prompt: Optional[str]) -> Tuple[str, 
     return task, user
 
 
+def check_inputs(parser, args) -> None:
+    """Every path the command names exists and has what it needs (errors name the path)."""
+    if not args.model_dir.is_dir():
+        parser.error(f"--model_dir {args.model_dir}: no such directory")
+    if not (args.model_dir / "config.yaml").is_file():
+        parser.error(f"--model_dir {args.model_dir}: no config.yaml (is this a training output dir?)")
+    if args.model_file is not None and not args.model_file.is_file():
+        parser.error(f"--model_file {args.model_file}: no such file")
+    if args.data_dir is not None:
+        if args.output is None:
+            parser.error("--output is required with --data_dir")
+        if not (args.data_dir / "wav.scp").is_file():
+            parser.error(f"--data_dir {args.data_dir}: no wav.scp")
+    for wav in args.wav or []:
+        if not wav.is_file():
+            parser.error(f"--wav {wav}: no such file")
+        try:
+            load_mono(str(wav), FS)
+        except Exception as e:
+            parser.error(f"--wav {wav}: cannot read audio: {e}")
+    if args.spk_mean_scp is not None and not args.spk_mean_scp.is_file():
+        parser.error(f"--spk_mean_scp {args.spk_mean_scp}: no such file")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model_dir", type=Path, required=True, help="training dir with config.yaml")
@@ -167,11 +191,10 @@ def main(argv=None) -> int:
         p.set_defaults(**conf)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    check_inputs(p, args)  # before the model loads: a typo costs no LLM start-up
     model, train_args = load_model(args.model_dir, args.model_file, args.device)
     task, user = question(model, train_args, args.task, args.prompt)
     if args.data_dir:
-        if args.output is None:
-            p.error("--output is required with --data_dir")
         if model.speaker_norm and args.spk_mean_scp is None:
             logging.warning("a speaker_norm model without --spk_mean_scp: each utterance is normalised by itself")
         outputs = {str(args.output): (task, user)}
@@ -181,9 +204,7 @@ def main(argv=None) -> int:
                    args.spk_mean_scp)
         return 0
     for wav in args.wav:
-        if not wav.exists():
-            raise SystemExit(f"{wav}: no such file")
-        speech, lengths = batch_tensor([load_mono(str(wav), FS)], args.device)
+        speech, lengths = batch_tensor([load_mono(str(wav), FS)], args.device)  # readable: check_inputs
         reply = model.generate(speech, lengths, task=task, user=user, max_new_tokens=args.max_new_tokens)[0]
         print(reply if len(args.wav) == 1 else f"{wav}\t{reply}")
     return 0

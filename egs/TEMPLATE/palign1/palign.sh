@@ -138,6 +138,7 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
         for f in wav.scp utt2dur utt2num_samples excluded; do
             for i in $(seq "${_nj}"); do cat "${dst}/logdir/output.${i}/${f}"; done | LC_ALL=C sort > "${dst}/${f}"
         done
+        [ -s "${dst}/wav.scp" ] || { log "${dset}: every utterance is outside ${min_dur}-${max_dur} s (see ${dst}/excluded)"; exit 1; }
         for f in "${src}"/*; do
             name=$(basename "$f")
             case "$name" in wav.scp|segments|utt2channel|utt2dur|utt2num_samples|split*) ;;

@@ -1,0 +1,203 @@
+"""Bad input and faults: each case builds its bad input on the fly and asserts the exact outcome, an error
+that names the file (line, utterance) or a correct result. Cases that need a trained model live beside
+their fixtures (test_palign_model.py: model files with pickled code, checkpoint.pth, wrong keys)."""
+import pytest
+
+from conftest import UTILS, make_data_dir, run
+from espnet_ext import datadir
+from espnet_ext.bin import palign_inference
+
+
+def _infer(capsys, *argv):
+    with pytest.raises(SystemExit) as e:
+        palign_inference.main(list(argv))
+    assert e.value.code not in (0, None)
+    return capsys.readouterr().err
+
+
+def test_inference_missing_model_dir(tmp_path, capsys):
+    err = _infer(capsys, "--model_dir", str(tmp_path / "nope"), "--wav", "x.wav")
+    assert f"--model_dir {tmp_path / 'nope'}: no such directory" in err
+
+
+def test_inference_model_dir_without_config(tmp_path, capsys):
+    err = _infer(capsys, "--model_dir", str(tmp_path), "--wav", "x.wav")
+    assert "no config.yaml" in err and str(tmp_path) in err
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    d = tmp_path / "exp"
+    d.mkdir()
+    (d / "config.yaml").write_text("{}\n")
+    return d
+
+
+def test_inference_missing_wav_reported_before_the_model_loads(model_dir, tmp_path, capsys):
+    err = _infer(capsys, "--model_dir", str(model_dir), "--wav", str(tmp_path / "missing.wav"))
+    assert f"--wav {tmp_path / 'missing.wav'}: no such file" in err
+
+
+def test_inference_corrupt_wav(model_dir, tmp_path, capsys):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunkjunk")
+    err = _infer(capsys, "--model_dir", str(model_dir), "--wav", str(bad))
+    assert f"--wav {bad}: cannot read audio" in err
+
+
+def test_inference_data_dir_needs_output_and_wav_scp(model_dir, tmp_path, capsys):
+    assert "--output is required" in _infer(capsys, "--model_dir", str(model_dir), "--data_dir", str(tmp_path))
+    err = _infer(capsys, "--model_dir", str(model_dir), "--data_dir", str(tmp_path), "--output", "o")
+    assert f"--data_dir {tmp_path}: no wav.scp" in err
+
+
+def test_inference_missing_model_file_and_speaker_means(model_dir, tmp_path, capsys):
+    (tmp_path / "a.wav").write_bytes(b"")
+    err = _infer(capsys, "--model_dir", str(model_dir), "--model_file", str(model_dir / "9epoch.pth"),
+                 "--data_dir", str(tmp_path), "--output", "o")
+    assert "9epoch.pth: no such file" in err
+    (tmp_path / "wav.scp").write_text("")
+    err = _infer(capsys, "--model_dir", str(model_dir), "--data_dir", str(tmp_path), "--output", "o",
+                 "--spk_mean_scp", str(tmp_path / "spk_mean.scp"))
+    assert "spk_mean.scp: no such file" in err
+
+
+# -- data dirs -------------------------------------------------------------------------------------
+
+def test_non_utf8_text_names_file_line_and_utterance(data_dir):
+    lines = (data_dir / "text").read_bytes().splitlines(keepends=True)
+    lines[2] = lines[2].replace(b"hello", b"h\xe9llo")
+    (data_dir / "text").write_bytes(b"".join(lines))
+    with pytest.raises(datadir.DataDirError, match=r"text:3: utterance 'spk1_utt2': not UTF-8 text \(byte 0xe9"):
+        datadir.validate(data_dir)
+
+
+def test_blank_transcript_is_rejected(data_dir):
+    text = (data_dir / "text").read_text().splitlines()
+    text[1] = text[1].split()[0] + "    "
+    (data_dir / "text").write_text("\n".join(text) + "\n")
+    with pytest.raises(datadir.DataDirError, match=r"text:2: utterance 'spk1_utt1' has an empty value"):
+        datadir.validate(data_dir)
+
+
+@pytest.mark.parametrize("bad", ["../../x", ".hidden"])
+def test_ids_that_would_name_files_outside_the_dir(tmp_path, bad):
+    d = make_data_dir(tmp_path / "d", [("spkA_u0", "spkA"), ("spkA_u1", "spkA")])
+    for name in ("wav.scp", "text", "utt2spk", "utt2emo"):
+        lines = (d / name).read_text().replace("spkA_u1", bad).splitlines()
+        (d / name).write_text("\n".join(sorted(lines)) + "\n")
+    (d / "spk2utt").write_text(f"spkA {' '.join(sorted(['spkA_u0', bad]))}\n")
+    with pytest.raises(datadir.DataDirError, match=f"id '{bad}' contains '/'.* ids name files"):
+        datadir.validate(d)
+
+
+def test_speaker_id_with_a_slash(tmp_path):
+    d = make_data_dir(tmp_path / "d", [("u0", "a/b"), ("u1", "a/b")])
+    with pytest.raises(datadir.DataDirError, match=r"utt2spk:1: speaker of 'u0': id 'a/b'"):
+        datadir.validate(d)
+
+
+def test_fix_refuses_to_empty_a_dir_and_keeps_a_backup(data_dir):
+    before = {p.name: p.read_text() for p in data_dir.iterdir() if p.is_file()}
+    (data_dir / "utt2emo").write_text("")
+    proc = run([str(UTILS / "fix_data_dir.sh"), str(data_dir)], check=False)
+    assert proc.returncode != 0 and "no utterance is in every file (utt2emo empty); nothing was changed" in proc.stderr
+    assert (data_dir / "text").read_text() == before["text"]  # untouched
+    (data_dir / "utt2emo").write_text(before["utt2emo"].split("\n", 1)[1])  # one utterance fewer
+    datadir.fix(data_dir)
+    assert (data_dir / ".backup" / "text").read_text() == before["text"]
+    assert len((data_dir / "text").read_text().splitlines()) == len(before["text"].splitlines()) - 1
+
+
+def test_validate_says_piped_entries_were_not_checked(data_dir):
+    lines = (data_dir / "wav.scp").read_text().splitlines()
+    utt, path = lines[0].split(maxsplit=1)
+    lines[0] = f"{utt} cat {path} |"
+    (data_dir / "wav.scp").write_text("\n".join(lines) + "\n")
+    out = run([str(UTILS / "validate_data_dir.sh"), str(data_dir)], cwd=UTILS.parent).stdout
+    assert "OK except unchecked commands" in out and "1 piped wav.scp entries" in out
+
+
+def test_stage2_refuses_an_id_that_would_write_outside_the_audio_dir(tmp_path):
+    from espnet_ext.bin import format_audio
+
+    d = make_data_dir(tmp_path / "d", [("spkA_u0", "spkA")])
+    path = (d / "wav.scp").read_text().split()[1]
+    (d / "wav.scp").write_text(f"../../escaped {path}\n")
+    with pytest.raises(datadir.DataDirError, match=r"wav.scp:1: id '../../escaped'"):
+        format_audio.main(["--in_dir", str(d), "--out_dir", str(tmp_path / "out"),
+                           "--audio_dir", str(tmp_path / "out" / "audio")])
+    assert not (tmp_path / "escaped.wav").exists() and not list(tmp_path.glob("**/escaped.wav"))
+
+
+# -- audio (stage 2) -------------------------------------------------------------------------------
+
+
+def _format(d, out, *extra):
+    from espnet_ext.bin import format_audio
+
+    return format_audio.main(["--in_dir", str(d), "--out_dir", str(out), "--audio_dir", str(out / "audio"),
+                              *extra])
+
+
+def _one_utt_dir(tmp_path, samples, subtype="FLOAT"):
+    import numpy as np
+    import soundfile
+
+    d = make_data_dir(tmp_path / "d", [("spkA_u0", "spkA")])
+    wav = d / "wav" / "spkA_u0.wav"
+    soundfile.write(str(wav), np.asarray(samples, dtype=np.float32), 16000, subtype=subtype)
+    return d, wav
+
+
+def test_stage2_truncated_wav_is_named(tmp_path):
+    d, wav = _one_utt_dir(tmp_path, [0.1] * 16000, subtype="PCM_16")
+    data = wav.read_bytes()
+    wav.write_bytes(data[: len(data) // 2])
+    with pytest.raises(SystemExit, match=r"utterance 'spkA_u0'.*truncated: the header promises 16000 samples"):
+        _format(d, tmp_path / "out")
+
+
+def test_stage2_nan_samples_are_rejected(tmp_path):
+    d, _ = _one_utt_dir(tmp_path, [0.1] * 8000 + [float("nan")] + [0.1] * 7999)
+    with pytest.raises(SystemExit, match=r"utterance 'spkA_u0'.*1 NaN/Inf sample\(s\), first at sample 8000"):
+        _format(d, tmp_path / "out")
+
+
+def test_stage2_clipping_is_counted_in_a_warning(tmp_path, caplog):
+    import soundfile
+
+    d, _ = _one_utt_dir(tmp_path, [1.5] * 300 + [0.2] * 15700)
+    assert _format(d, tmp_path / "out") == 0
+    assert "utterance 'spkA_u0'" in caplog.text and "300 sample(s) beyond full scale, clipped" in caplog.text
+    x, _ = soundfile.read(tmp_path / "out" / "audio" / "spkA_u0.wav")
+    assert abs(x.max() - 1.0) < 1e-3 and len(x) == 16000
+
+
+def test_stage2_rewrites_an_output_whose_source_changed(tmp_path):
+    import os
+
+    import numpy as np
+    import soundfile
+
+    d, wav = _one_utt_dir(tmp_path, [0.1] * 16000, subtype="PCM_16")
+    out = tmp_path / "out"
+    _format(d, out)
+    soundfile.write(str(wav), np.full(8000, -0.2, dtype=np.float32), 16000, subtype="PCM_16")  # fixed source
+    os.utime(wav, ns=(wav.stat().st_atime_ns, wav.stat().st_mtime_ns + 10**9))
+    _format(d, out)
+    x, _ = soundfile.read(out / "audio" / "spkA_u0.wav")
+    assert len(x) == 8000 and x.mean() < 0
+    assert datadir.read_kv(out / "utt2num_samples") == {"spkA_u0": "8000"}
+
+
+def test_stage2_a_set_left_empty_by_min_dur_stops_the_recipe(tmp_path):
+    from conftest import ROOT
+
+    recipe = tmp_path / "egs" / "x" / "palign1"
+    run([str(ROOT / "egs" / "TEMPLATE" / "palign1" / "setup.sh"), str(recipe)])
+    make_data_dir(recipe / "data" / "train", [("spkA_u0", "spkA"), ("spkA_u1", "spkA")])
+    proc = run(["./palign.sh", "--stage", "2", "--stop_stage", "2", "--train_set", "train", "--valid_set", "train",
+                "--test_sets", "", "--min_dur", "5"], cwd=recipe, check=False)
+    assert proc.returncode != 0
+    assert "train: every utterance is outside 5-30.0 s" in proc.stdout + proc.stderr

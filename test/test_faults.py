@@ -201,3 +201,79 @@ def test_stage2_a_set_left_empty_by_min_dur_stops_the_recipe(tmp_path):
                 "--test_sets", "", "--min_dur", "5"], cwd=recipe, check=False)
     assert proc.returncode != 0
     assert "train: every utterance is outside 5-30.0 s" in proc.stdout + proc.stderr
+
+
+# -- teacher generation (stage 4) resume ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tiny_llm, small_corpus, tmp_path_factory):
+    """An uninterrupted two-shard stage 4 run of the tiny LLM: the reference bytes."""
+    import yaml
+
+    from conftest import ROOT
+    from espnet_ext.bin import teacher_generate
+
+    tmp = tmp_path_factory.mktemp("teacher")
+    config = tmp / "teacher.yaml"
+    config.write_text(yaml.safe_dump({"llm_conf": {"name_or_path": str(tiny_llm)},
+                                      "prompt_conf": str(ROOT / "conf" / "prompts" / "emotion.yaml"),
+                                      "batch_size": 4, "max_new_tokens": 5}))
+    common = ["--config", str(config), "--out", str(tmp / "t")]
+    teacher_generate.main(["prepare", *common, "--data_dirs", str(small_corpus / "train")])
+    for shard in (1, 2):
+        teacher_generate.main(["generate", *common, "--shard", str(shard), "--num_shards", "2"])
+    return config, tmp / "t"
+
+
+def _rerun_shard(teacher_run, tmp_path, damage):
+    import shutil
+
+    from espnet_ext.bin import teacher_generate
+
+    config, ref = teacher_run
+    out = tmp_path / "t"
+    shutil.copytree(ref, out)
+    damage(out)
+    assert teacher_generate.main(["generate", "--config", str(config), "--out", str(out),
+                                  "--shard", "1", "--num_shards", "2"]) == 0
+    return ref, out
+
+
+def test_teacher_resume_after_a_record_without_its_newline(teacher_run, tmp_path):
+    def cut_newline(out):
+        path = out / "replies.1.jsonl"
+        lines = path.read_bytes().splitlines(keepends=True)
+        path.write_bytes(b"".join(lines[:3])[:-1])  # three whole records, the last newline missing
+
+    ref, out = _rerun_shard(teacher_run, tmp_path, cut_newline)
+    assert (out / "replies.1.jsonl").read_bytes() == (ref / "replies.1.jsonl").read_bytes()
+
+
+def test_teacher_shard_tolerates_a_torn_line_in_a_shard_still_writing(teacher_run, tmp_path):
+    def tear_other_and_cut_own(out):
+        other = out / "replies.2.jsonl"
+        lines = other.read_bytes().splitlines(keepends=True)
+        other.write_bytes(b"".join(lines[:2]) + lines[2][:7])  # shard 2 mid-write
+        own = out / "replies.1.jsonl"
+        mine = own.read_bytes().splitlines(keepends=True)
+        own.write_bytes(b"".join(mine[:1]) + mine[1][:9])  # shard 1 killed mid-line
+
+    ref, out = _rerun_shard(teacher_run, tmp_path, tear_other_and_cut_own)
+    assert (out / "replies.1.jsonl").read_bytes() == (ref / "replies.1.jsonl").read_bytes()
+    assert (out / "replies.2.jsonl").read_bytes().endswith(b'{"id": ')  # another job's file is not touched
+
+
+def test_teacher_merge_names_a_bad_line(teacher_run, tmp_path):
+    import shutil
+
+    from espnet_ext.bin import teacher_generate
+
+    _, ref = teacher_run
+    out = tmp_path / "t"
+    shutil.copytree(ref, out)
+    lines = (out / "replies.2.jsonl").read_text().splitlines(keepends=True)
+    lines[1] = "not json\n"
+    (out / "replies.2.jsonl").write_text("".join(lines))
+    with pytest.raises(ValueError, match=r"replies.2.jsonl:2: not JSON"):
+        teacher_generate.read_jsonl(out / "replies.2.jsonl", torn_tail_ok=True)

@@ -55,28 +55,36 @@ def prepare(data_dirs: List[Path], tasks: List[str], conf: dict, out: Path) -> i
     return len(prompts)
 
 
-def read_jsonl(path: Path, repair: bool = False) -> List[dict]:
-    """Records of a JSONL file; with ``repair``, a half-written last line (killed job) is cut off."""
+def read_jsonl(path: Path, repair: bool = False, torn_tail_ok: bool = False) -> List[dict]:
+    """Records of a JSONL file. With ``repair`` (the file this job appends to), a half-written last line
+    of a killed job is cut off, and a last record without its newline gets one, so that appending goes on
+    byte-identically to an uninterrupted run. With ``torn_tail_ok`` (a file another job may be writing), a
+    half-written last line is skipped and the file left alone. Any other bad line is an error."""
     if not path.exists():
         return []
     raw = path.read_bytes()
     lines = raw.split(b"\n")
     records, good_bytes = [], 0
     for i, line in enumerate(lines):
+        last = i == len(lines) - 1
         if not line:
-            good_bytes += 1 if i < len(lines) - 1 else 0
+            good_bytes += 0 if last else 1
             continue
         try:
             records.append(json.loads(line))
-            good_bytes += len(line) + (1 if i < len(lines) - 1 else 0)
+            good_bytes += len(line) + (0 if last else 1)
         except json.JSONDecodeError:
-            if i == len(lines) - 1 and repair:
-                logging.warning(f"{path}: dropping a half-written last line (interrupted run)")
+            if last and (repair or torn_tail_ok):
+                if repair:
+                    logging.warning(f"{path}: dropping a half-written last line (interrupted run)")
                 break
             raise ValueError(f"{path}:{i + 1}: not JSON") from None
     if repair and good_bytes != len(raw):
         with open(path, "r+b") as f:
             f.truncate(good_bytes)
+    if repair and good_bytes and not raw[:good_bytes].endswith(b"\n"):
+        with open(path, "ab") as f:
+            f.write(b"\n")  # the last record was whole, its newline was not written
     return records
 
 
@@ -97,7 +105,7 @@ def generate(out: Path, shard: int, num_shards: int, llm_conf: dict, system, bat
     # Prompts answered by an earlier run under another sharding are not generated again.
     for other in out.glob("replies.*.jsonl"):
         if other != replies_path:
-            done |= {r["id"] for r in read_jsonl(other, repair=False) if "id" in r}
+            done |= {r["id"] for r in read_jsonl(other, torn_tail_ok=True) if "id" in r}  # may be running
     done |= set(known_replies(known))
     todo = [p for p in prompts if p["id"] not in done]
     logging.info(f"shard {shard}/{num_shards}: {len(prompts)} prompts, {len(done)} already answered, {len(todo)} to go")

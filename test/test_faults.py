@@ -277,3 +277,57 @@ def test_teacher_merge_names_a_bad_line(teacher_run, tmp_path):
     (out / "replies.2.jsonl").write_text("".join(lines))
     with pytest.raises(ValueError, match=r"replies.2.jsonl:2: not JSON"):
         teacher_generate.read_jsonl(out / "replies.2.jsonl", torn_tail_ok=True)
+
+
+# -- corpus preparation ----------------------------------------------------------------------------
+
+
+def _prepare(capsys, *argv):
+    from espnet_ext.bin import prepare_corpus
+
+    rc = prepare_corpus.main(list(argv))
+    return rc, capsys.readouterr()
+
+
+def test_iemocap_summary_line_with_spaces_for_tabs(tmp_path, capsys):
+    from test_corpora import make_iemocap
+
+    def count(out):
+        return sum(len(datadir.read_kv(f)) for f in out.glob("*/utt2emo"))
+
+    root = make_iemocap(tmp_path / "iemocap")
+    assert _prepare(capsys, "iemocap", "--root", str(root), "--out", str(tmp_path / "clean"))[0] == 0
+    evals = sorted((root / "Session1" / "dialog" / "EmoEvaluation").glob("*.txt"))[0]
+    lines = evals.read_text().splitlines()
+    k = next(i for i, ln in enumerate(lines) if ln.startswith("["))
+    lines[k] = lines[k].replace("\t", "    ")
+    evals.write_text("\n".join(lines) + "\n")
+    rc, _ = _prepare(capsys, "iemocap", "--root", str(root), "--out", str(tmp_path / "data"))
+    assert rc == 0 and count(tmp_path / "data") == count(tmp_path / "clean")  # spaces for tabs: still kept
+    lines[k] = lines[k].replace("[", "[ ", 1).replace(" - ", "-")
+    evals.write_text("\n".join(lines) + "\n")
+    rc, out = _prepare(capsys, "iemocap", "--root", str(root), "--out", str(tmp_path / "data2"))
+    assert rc == 1 and f"{evals}:{k + 1}: a summary line that does not parse" in out.err
+
+
+def test_msp_csv_row_missing_a_field(tmp_path, capsys):
+    from test_corpora import make_msp
+
+    root = make_msp(tmp_path / "msp")
+    csv = root / "Labels" / "labels_consensus.csv"
+    lines = csv.read_text().splitlines()
+    lines[2] = lines[2].rsplit(",", 1)[0]  # the last field (Split_Set) is gone
+    csv.write_text("\n".join(lines) + "\n")
+    rc, out = _prepare(capsys, "msp_podcast", "--root", str(root), "--out", str(tmp_path / "data"))
+    assert rc == 1 and f"{csv}:3: missing field(s) ['Split_Set']" in out.err
+
+
+def test_msp_classes_unknown_code_and_comma_list(tmp_path, capsys):
+    from test_corpora import make_msp
+
+    root = make_msp(tmp_path / "msp")
+    rc, out = _prepare(capsys, "msp_podcast", "--root", str(root), "--out", str(tmp_path / "d1"), "--classes", "A", "Q")
+    assert rc == 1 and "--classes: unknown class code(s) ['Q']" in out.err
+    rc, _ = _prepare(capsys, "msp_podcast", "--root", str(root), "--out", str(tmp_path / "d2"), "--classes", "A,H,S,N")
+    labels = {v for f in (tmp_path / "d2").glob("*/utt2emo") for v in datadir.read_kv(f).values()}
+    assert rc == 0 and labels and labels <= {"A", "H", "S", "N"}

@@ -42,7 +42,9 @@ def main(argv=None) -> int:
             counts = iemocap.prepare(args.root, args.out, args.test_session, args.label_map, args.valid_ratio,
                                      args.suffix, check)
         elif args.corpus == "msp_podcast":
-            counts = msp_podcast.prepare(args.root, args.out, args.classes, args.missing_transcript, check)
+            # "A,H,S,N" passes through run.sh --local_data_opts as one word; "A H S N" arrives from data.sh
+            classes = [c for arg in args.classes for c in arg.replace(",", " ").split()]
+            counts = msp_podcast.prepare(args.root, args.out, classes, args.missing_transcript, check)
         else:
             counts = expresso.prepare(args.root, args.out, args.splits_dir, args.conversational == "true",
                                       args.missing_transcript, check)

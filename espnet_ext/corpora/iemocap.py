@@ -28,7 +28,8 @@ LABEL_MAPS: Dict[str, Dict[str, str]] = {
     # Every annotated category except no-agreement (xxx).
     "all": {k: k for k in ("neu", "hap", "exc", "ang", "sad", "fru", "sur", "fea", "dis", "oth")},
 }
-_SUMMARY = re.compile(r"^\[(\d+\.?\d*) - (\d+\.?\d*)\]\t(\S+)\t(\S+)\t\[")
+_SUMMARY = re.compile(r"^\[(\d+\.?\d*) - (\d+\.?\d*)\]\s+(\S+)\s+(\S+)\s+\[")  # tabs, or spaces in a copy
+_LOOKS_LIKE_SUMMARY = re.compile(r"^\[\s*\d")
 _TRANSCRIPT = re.compile(r"^(Ses\d\d[MF]_\S+) \[[\d.]+-[\d.]+\]: ?(.*)$")
 
 
@@ -44,10 +45,13 @@ def read_session(session_dir: Path) -> Tuple[Dict[str, str], Dict[str, str]]:
     """(utt -> raw label, utt -> transcript) of one session."""
     labels, texts = {}, {}
     for path in sorted((session_dir / "dialog" / "EmoEvaluation").glob("*.txt")):
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
             m = _SUMMARY.match(line)
             if m:
                 labels[m.group(3)] = m.group(4)
+            elif _LOOKS_LIKE_SUMMARY.match(line):  # an utterance would vanish uncounted
+                raise CorpusError(f"{path}:{lineno}: a summary line that does not parse as "
+                                  f"'[START - END]<tab>UTT<tab>LABEL<tab>[V, A, D]': {line[:80]!r}")
     for path in sorted((session_dir / "dialog" / "transcriptions").glob("*.txt")):
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             m = _TRANSCRIPT.match(line.strip())

@@ -43,7 +43,7 @@ def collect(root: Path, classes: Sequence[str] = DEFAULT_CLASSES) -> Dict[str, L
     path = labels_file(root)
     unknown = [c for c in classes if c not in ALL_CLASSES]
     if unknown:
-        raise ValueError(f"--classes: unknown class code(s) {unknown} (known: {' '.join(ALL_CLASSES)})")
+        raise CorpusError(f"--classes: unknown class code(s) {unknown} (known: {' '.join(ALL_CLASSES)})")
     require_dir(root / "Audios", "MSP-Podcast", f"{root}/Audios with the wav files")
     splits: Dict[str, List[Utt]] = {}
     dropped: Counter = Counter()
@@ -52,7 +52,12 @@ def collect(root: Path, classes: Sequence[str] = DEFAULT_CLASSES) -> Dict[str, L
         missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise CorpusError(f"{path}: missing column(s) {missing}; has {reader.fieldnames}")
-        for lineno, row in enumerate(reader, 2):
+        for row in reader:
+            lineno = reader.line_num
+            short = [c for c in REQUIRED_COLUMNS if row.get(c) is None]
+            if short or None in row:
+                what = f"missing field(s) {short}" if short else f"{len(row[None])} field(s) too many"
+                raise CorpusError(f"{path}:{lineno}: {what} (the header has {len(reader.fieldnames)} columns)")
             name = row["FileName"].strip()
             utt = Path(name).stem
             split = SPLITS.get(row["Split_Set"].strip())

@@ -3,7 +3,8 @@
 set -euo pipefail
 classes="A H S N U F D C"    # EmoClass codes kept (O and X dropped by default)
 missing_transcript=drop      # drop | asr (Whisper tiny.en, offline)
-help_message="Usage: $0 [--classes \"A H S N\"] [--missing_transcript drop|asr]"
+help_message="Usage: $0 [--classes A,H,S,N] [--missing_transcript drop|asr]
+  (from run.sh: ./run.sh --local_data_opts \"--classes A,H,S,N\"; a quoted list with spaces does not survive)"
 . utils/parse_options.sh
 . ./db.sh
 require_db MSP_PODCAST

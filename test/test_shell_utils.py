@@ -68,3 +68,13 @@ def test_launch_reports_failed_jobs(tmp_path):
 def test_launch_rejects_unknown_option(tmp_path):
     proc = run([str(UTILS / "launch.sh"), "--bogus", "1", str(tmp_path / "x.log"), "true"], check=False)
     assert proc.returncode == 2 and "unknown option '--bogus'" in proc.stderr
+
+
+def test_launch_keeps_arguments_with_spaces_intact(tmp_path):
+    """palign.sh passes each argument separately: a --dumpdir with a space must reach the program whole."""
+    spaced = tmp_path / "my dump" / "out.JOB"
+    spaced.parent.mkdir()
+    run([str(UTILS / "launch.sh"), "JOB=1:2", str(tmp_path / "log.JOB"), "python3", "-c",
+         "import sys; open(sys.argv[1], 'w').write(sys.argv[2])", str(spaced), "a $HOME; b"])
+    for i in (1, 2):
+        assert (tmp_path / "my dump" / f"out.{i}").read_text() == "a $HOME; b"  # nothing re-split or expanded

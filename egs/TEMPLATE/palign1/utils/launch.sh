@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run a command as one job or an array of jobs, on this machine or through Slurm (Kaldi's run.pl/slurm.pl).
 #   launch.sh [options] [JOB=1:N] LOGFILE COMMAND ...
-# "JOB" in LOGFILE and COMMAND becomes the job index. COMMAND runs under bash, so quote pipes.
+# "JOB" in LOGFILE and COMMAND becomes the job index. COMMAND runs under bash: give a pipe as one quoted
+# argument; several arguments are kept as they are (spaces included).
 # Options:
 #   --backend local|slurm  local: jobs run in parallel here (default); slurm: one sbatch array, waited for
 #   --max_jobs_run N       local: at most N jobs at once (default: all)
@@ -36,7 +37,9 @@ if [[ $# -gt 0 && "$1" =~ ^JOB=([0-9]+):([0-9]+)$ ]]; then
 fi
 [ $# -ge 2 ] || { echo "launch.sh: need LOGFILE and COMMAND" >&2; usage; exit 2; }
 log=$1; shift
-cmd="$*"
+# One argument is a shell command line as written (pipes, redirections); several are one command whose
+# arguments are kept intact (quoted), so a path with spaces stays one argument (Kaldi's run.pl does so).
+if [ $# -eq 1 ]; then cmd=$1; else cmd=$(printf '%q ' "$@"); cmd=${cmd% }; fi
 
 job_log() { $array && echo "${log//JOB/$1}" || echo "$log"; }
 job_cmd() { $array && echo "${cmd//JOB/$1}" || echo "$cmd"; }

@@ -49,8 +49,13 @@ def load_mono(value: str, fs: int, start: float = 0.0, end: Optional[float] = No
               channel: Optional[int] = None) -> np.ndarray:
     """A wav.scp entry as mono float32 at ``fs``, optionally cut to [start, end) seconds."""
     data, sr = read_wav_scp_entry(value)
+    if data.shape[0] == 0:
+        raise ValueError("no audio samples")
     a = int(round(start * sr))
     b = data.shape[0] if end is None else min(data.shape[0], int(round(end * sr)))
+    if a >= data.shape[0] or (end is not None and end * sr > data.shape[0] + 0.1 * sr):
+        raise ValueError(f"segment {start:.2f}-{end if end is not None else 'end'} s lies beyond the audio's "
+                         f"{data.shape[0] / sr:.2f} s")  # a tenth of a second of slack, as Kaldi allows
     return resample(to_mono(data[a:b], channel), sr, fs)
 
 

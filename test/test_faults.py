@@ -331,3 +331,55 @@ def test_msp_classes_unknown_code_and_comma_list(tmp_path, capsys):
     rc, _ = _prepare(capsys, "msp_podcast", "--root", str(root), "--out", str(tmp_path / "d2"), "--classes", "A,H,S,N")
     labels = {v for f in (tmp_path / "d2").glob("*/utt2emo") for v in datadir.read_kv(f).values()}
     assert rc == 0 and labels and labels <= {"A", "H", "S", "N"}
+
+
+def test_stage2_resamples_and_downmixes(tmp_path):
+    import numpy as np
+    import soundfile
+
+    d = make_data_dir(tmp_path / "d", [("spkA_u0", "spkA")])
+    wav = d / "wav" / "spkA_u0.wav"
+    t = np.arange(8000) / 8000
+    tone = 0.2 * np.sin(2 * np.pi * 300 * t)
+    soundfile.write(str(wav), np.stack([tone, tone], 1), 8000)  # 1 s, 8 kHz, stereo
+    assert _format(d, tmp_path / "out") == 0
+    info = soundfile.info(str(tmp_path / "out" / "audio" / "spkA_u0.wav"))
+    assert (info.samplerate, info.channels, info.frames) == (16000, 1, 16000)
+
+
+def test_stage2_empty_wav_names_the_utterance(tmp_path):
+    d, _ = _one_utt_dir(tmp_path, [])
+    with pytest.raises(SystemExit, match=r"utterance 'spkA_u0'.*no audio samples"):
+        _format(d, tmp_path / "out")
+
+
+def test_stage2_failing_pipe_names_utterance_and_command(tmp_path):
+    d = make_data_dir(tmp_path / "d", [("spkA_u0", "spkA")])
+    (d / "wav.scp").write_text("spkA_u0 sh -c 'exit 3' |\n")
+    with pytest.raises(SystemExit, match=r"utterance 'spkA_u0'.*command failed \(rc=3\)"):
+        _format(d, tmp_path / "out")
+
+
+def test_stage2_segment_beyond_the_recording(tmp_path):
+    d = make_data_dir(tmp_path / "d", [("spkA_u0", "spkA")])  # a 0.5 s recording
+    (d / "segments").write_text("spkA_u0 spkA_u0 0.20 2.00\n")
+    with pytest.raises(SystemExit, match=r"utterance 'spkA_u0'.*segment 0.20-2.0 s lies beyond the audio's 0.50 s"):
+        _format(d, tmp_path / "out")
+
+
+def test_stage2_redoes_an_unreadable_earlier_output(tmp_path):
+    import soundfile
+
+    d = make_data_dir(tmp_path / "d", [("spkA_u0", "spkA")])
+    out = tmp_path / "out"
+    _format(d, out)
+    (out / "audio" / "spkA_u0.wav").write_bytes(b"RIFF garbage")  # e.g. a disk that filled up
+    assert _format(d, out) == 0
+    assert soundfile.info(str(out / "audio" / "spkA_u0.wav")).frames == 8000
+
+
+def test_crlf_data_dir_reads_clean_values(data_dir):
+    for name in ("text", "utt2emo"):
+        (data_dir / name).write_bytes((data_dir / name).read_bytes().replace(b"\n", b"\r\n"))
+    assert datadir.validate(data_dir)["utterances"] == 6
+    assert all(not v.endswith("\r") for v in datadir.read_kv(data_dir / "utt2emo").values())

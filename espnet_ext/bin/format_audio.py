@@ -20,6 +20,14 @@ from espnet_ext.audio import check_complete, check_samples, load_mono
 from espnet_ext.datadir import check_id, read_kv
 
 
+def readable_info(path: Path):
+    """soundfile's info of an earlier output, or None when it is missing or unreadable (then redone)."""
+    try:
+        return soundfile.info(str(path)) if path.exists() else None
+    except Exception:
+        return None
+
+
 def source_signature(value: str, start: str, end: str, channel, fs: int) -> str:
     """The source file's identity (path, size, mtime) and the cut: an output made from anything else is stale."""
     path = Path(value)
@@ -59,7 +67,7 @@ def main(argv=None) -> int:
         dst = args.audio_dir / f"{utt}.wav"
         try:
             sources[utt] = source_signature(wav_scp[rec], start, end, channels.get(utt), args.fs)
-            info = soundfile.info(str(dst)) if dst.exists() else None
+            info = readable_info(dst)
             if info is None or info.samplerate != args.fs or info.frames == 0 or made_from.get(utt) != sources[utt]:
                 if not wav_scp[rec].endswith("|"):
                     check_complete(wav_scp[rec])

@@ -383,3 +383,22 @@ def test_crlf_data_dir_reads_clean_values(data_dir):
         (data_dir / name).write_bytes((data_dir / name).read_bytes().replace(b"\n", b"\r\n"))
     assert datadir.validate(data_dir)["utterances"] == 6
     assert all(not v.endswith("\r") for v in datadir.read_kv(data_dir / "utt2emo").values())
+
+
+# -- scoring ---------------------------------------------------------------------------------------
+
+
+def test_score_refuses_a_system_output_that_lost_or_gained_lines(data_dir, tmp_path):
+    from espnet_ext.bin import score
+
+    utts = list(datadir.read_kv(data_dir / "utt2emo"))
+    datadir.write_kv(data_dir / "response", {u: "I am sorry to hear that." for u in utts})
+    hyp = tmp_path / "hyp"
+    hyp.mkdir()
+    datadir.write_kv(hyp / "text", {u: "sorry" for u in utts[1:]})  # one reply lost
+    with pytest.raises(SystemExit, match=rf"hyp/text: 1 utterance\(s\) of .*response missing \(e.g. '{utts[0]}'\)"):
+        score.score(data_dir, hyp, {})
+    datadir.write_kv(hyp / "text", {u: "sorry" for u in utts})
+    datadir.write_kv(hyp / "emotion", {**{u: "happy" for u in utts}, "zz_extra": "sad"})
+    with pytest.raises(SystemExit, match=r"hyp/emotion: 0 utterance\(s\) of .*utt2emo missing, 1 not in it \(e.g. 'zz_extra'\)"):
+        score.score(data_dir, hyp, {})

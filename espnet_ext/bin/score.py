@@ -30,10 +30,22 @@ def load_probe(path: Path):
     return d["x"], [str(y) for y in d["y"]]
 
 
+def same_utterances(got: dict, got_path: Path, want: dict, want_path: Path) -> dict:
+    """A system's output must answer every reference utterance and nothing else: a lost line would
+    otherwise count as a wrong answer (or vanish from the mean) without a word."""
+    missing = [u for u in want if u not in got]
+    extra = [u for u in got if u not in want]
+    if missing or extra:
+        raise SystemExit(f"{got_path}: {len(missing)} utterance(s) of {want_path} missing"
+                         + (f" (e.g. '{missing[0]}')" if missing else "") + f", {len(extra)} not in it"
+                         + (f" (e.g. '{extra[0]}')" if extra else "") + "; rerun the stage that wrote it")
+    return got
+
+
 def score(ref_dir: Path, hyp_dir: Path, label_words: dict, probe_train=None, probe_test=None,
           embedder=None) -> dict:
     refs = read_kv(ref_dir / "response")
-    hyps = read_kv(hyp_dir / "text")
+    hyps = same_utterances(read_kv(hyp_dir / "text"), hyp_dir / "text", refs, ref_dir / "response")
     emo = read_kv(ref_dir / "utt2emo")
     out = {"num_utts": len(refs)}
     out.update(metrics.rouge(hyps, refs))
@@ -43,7 +55,7 @@ def score(ref_dir: Path, hyp_dir: Path, label_words: dict, probe_train=None, pro
     out.update(metrics.pair_sensitivity(hyps, refs, metrics.minimal_pairs(pair_groups(ref_dir), emo)))
     if (hyp_dir / "emotion").exists():
         words = {label: label_words.get(label, (label,)) for label in sorted(set(emo.values()))}
-        answers = read_kv(hyp_dir / "emotion")
+        answers = same_utterances(read_kv(hyp_dir / "emotion"), hyp_dir / "emotion", emo, ref_dir / "utt2emo")
         pred = {u: metrics.map_emotion(answers.get(u, ""), words) for u in emo}
         cls = metrics.classification_scores(pred, emo, sorted(words))
         out.update({"emotion_WA": cls["WA"], "emotion_UAR": cls["UAR"], "emotion_macro_F1": cls["macro_F1"],

@@ -4,7 +4,6 @@ from __future__ import annotations
 import io
 import struct
 import subprocess
-from pathlib import Path
 from fractions import Fraction
 from typing import Optional, Tuple
 

@@ -267,7 +267,7 @@ def test_teacher_shard_tolerates_a_torn_line_in_a_shard_still_writing(teacher_ru
 def test_teacher_merge_names_a_bad_line(teacher_run, tmp_path):
     import shutil
 
-    from espnet_ext.bin import teacher_generate
+    from espnet_ext import teacher
 
     _, ref = teacher_run
     out = tmp_path / "t"
@@ -276,7 +276,7 @@ def test_teacher_merge_names_a_bad_line(teacher_run, tmp_path):
     lines[1] = "not json\n"
     (out / "replies.2.jsonl").write_text("".join(lines))
     with pytest.raises(ValueError, match=r"replies.2.jsonl:2: not JSON"):
-        teacher_generate.read_jsonl(out / "replies.2.jsonl", torn_tail_ok=True)
+        teacher.read_jsonl(out / "replies.2.jsonl", torn_tail_ok=True)
 
 
 # -- corpus preparation ----------------------------------------------------------------------------

@@ -5,6 +5,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
+from espnet_ext import teacher
 from espnet_ext.bin import teacher_generate
 from espnet_ext.datadir import read_kv
 from espnet_ext.palign.prompts import load_prompt_conf, teacher_prompt
@@ -36,7 +37,7 @@ def test_generate_resumes_after_interruption(tiny_llm, small_corpus, tmp_path):
         assert teacher_generate.main(["generate", *common, "--shard", str(shard), "--num_shards", "2"]) == 0
     full = {}
     for shard in (1, 2):
-        full.update({r["id"]: r["reply"] for r in teacher_generate.read_jsonl(tmp_path / "t" / f"replies.{shard}.jsonl")})
+        full.update({r["id"]: r["reply"] for r in teacher.read_jsonl(tmp_path / "t" / f"replies.{shard}.jsonl")})
     assert set(full) == {p["id"] for p in prompts}
 
     # Kill simulation: shard 1 lost its last replies and was cut in the middle of a line.
@@ -70,14 +71,14 @@ def test_text_system_reuses_the_teachers_replies(small_corpus, tmp_path):
     config = tmp_path / "teacher.yaml"
     config.write_text(yaml.safe_dump({"llm_conf": {"name_or_path": str(tmp_path / "no-llm")}, "prompt_conf": str(PROMPTS)}))
     test = small_corpus / "test"
-    teacher = tmp_path / "teacher"
-    teacher_generate.prepare([test], ["response", "emotion"], load_prompt_conf(PROMPTS), teacher)
-    with open(teacher / "replies.1.jsonl", "w") as f:
-        for p in teacher_generate.read_jsonl(teacher / "prompts.jsonl"):
+    stage4 = tmp_path / "teacher"
+    teacher.prepare([test], ["response", "emotion"], load_prompt_conf(PROMPTS), stage4)
+    with open(stage4 / "replies.1.jsonl", "w") as f:
+        for p in teacher.read_jsonl(stage4 / "prompts.jsonl"):
             f.write(json.dumps({"id": p["id"], "reply": f"reply to {p['task']}: {p['user'][:20]}"}) + "\n")
     out = tmp_path / "topline"
     assert text_system.main(["--ref_dir", str(test), "--out_dir", str(out), "--config", str(config),
-                             "--cache", str(tmp_path / "cache"), "--known_replies", str(teacher),
+                             "--cache", str(tmp_path / "cache"), "--known_replies", str(stage4),
                              "--with_emotion", "true"]) == 0
     replies = read_kv(out / "text")
     assert list(replies) == list(read_kv(test / "text")) and all(r.startswith("reply to response") for r in replies.values())

@@ -8,7 +8,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from espnet_ext.audio import load_mono
-from espnet_ext.bin.palign_inference import find_model_file
+from espnet_ext.inference import find_model_file
 from espnet_ext.datadir import read_kv, write_kv
 
 

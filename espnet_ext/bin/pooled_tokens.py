@@ -11,7 +11,7 @@ import torch
 from tqdm import tqdm
 
 from espnet_ext.audio import load_mono
-from espnet_ext.bin.palign_inference import FS, batch_tensor, load_model, speaker_means
+from espnet_ext.inference import FS, batch_tensor, load_model, speaker_means
 from espnet_ext.datadir import read_kv
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from espnet_ext.bin import teacher_generate
+from espnet_ext import teacher
 from espnet_ext.datadir import read_kv, write_kv
 from espnet_ext.palign.prompts import load_prompt_conf
 
@@ -52,10 +52,10 @@ def main(argv=None) -> int:
     reply_task, emotion_task = (("response", "emotion") if args.with_emotion == "true"
                                 else ("response_neutral", "emotion_neutral"))
     tasks = [reply_task, emotion_task]
-    teacher_generate.prepare([view], tasks, conf, args.cache)
-    teacher_generate.generate(args.cache, 1, 1, cfg["llm_conf"], conf.get("system"), cfg.get("batch_size", 16),
+    teacher.prepare([view], tasks, conf, args.cache)
+    teacher.generate(args.cache, 1, 1, cfg["llm_conf"], conf.get("system"), cfg.get("batch_size", 16),
                               cfg.get("max_new_tokens", 64), args.device, args.known_replies)
-    teacher_generate.merge([view], tasks, conf, args.cache, args.known_replies)
+    teacher.merge([view], tasks, conf, args.cache, args.known_replies)
     shutil.copy(view / reply_task, args.out_dir / "text")
     shutil.copy(view / emotion_task, args.out_dir / "emotion")
     logging.info(f"{args.out_dir}: replies and emotion answers for {len(ref)} utterances")

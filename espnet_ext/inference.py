@@ -1,0 +1,130 @@
+"""Decoding with a trained ParaAlign model: load it (tensors only, strictly), batch audio, answer questions
+about each utterance of a data dir with resumable appends. Used by bin/palign_inference.py (stage 7),
+bin/pooled_tokens.py (the probe's features) and bin/cls_predict.py (the model-file lookup)."""
+import logging
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from espnet_ext.audio import load_mono
+from espnet_ext.datadir import read_kv
+
+FS = 16000
+
+
+def find_model_file(model_dir: Path) -> Path:
+    """The averaged model if training made one, else the best or the last epoch."""
+    for name in ("valid.loss.ave.pth", "valid.loss.best.pth", "valid.acc.ave.pth", "latest.pth"):
+        if (model_dir / name).exists():
+            return model_dir / name
+    epochs = sorted(model_dir.glob("*epoch.pth"), key=lambda p: int(p.name.split("epoch")[0]))
+    if not epochs:
+        raise FileNotFoundError(f"{model_dir}: no model file (*.ave.pth, *.best.pth, *epoch.pth)")
+    return epochs[-1]
+
+
+def load_model(model_dir: Path, model_file: Optional[Path], device: str):
+    from espnet_ext.tasks.palign import PalignTask
+
+    from espnet_ext.model_io import ModelFileError, load_state_strict
+
+    model_file = model_file or find_model_file(model_dir)
+    logging.info(f"loading {model_file}")
+    model, args = PalignTask.build_model_from_file(model_dir / "config.yaml", None, device)  # built, untrained
+    try:
+        load_state_strict(model, model_file, device)  # tensors only, every key
+    except ModelFileError as e:
+        raise SystemExit(str(e))
+    return model.eval(), args
+
+
+def user_turn(prompt: Optional[str]) -> Optional[str]:
+    """A question asked with the speech: '<speech>' is put in front unless the prompt places it."""
+    if prompt is None:
+        return None
+    return prompt if "<speech>" in prompt else f"<speech>\n{prompt}"
+
+
+def batch_tensor(waves: List[np.ndarray], device: str):
+    lengths = torch.tensor([len(w) for w in waves])
+    speech = torch.zeros(len(waves), int(lengths.max()))
+    for i, w in enumerate(waves):
+        speech[i, : len(w)] = torch.from_numpy(w)
+    return speech.to(device), lengths.to(device)
+
+
+def speaker_means(spk_mean_scp: Optional[Dict[str, str]], keys: List[str], device: str):
+    """(B, D) speaker means of these utterances from a spk_mean.scp mapping (stage 5), or None."""
+    if spk_mean_scp is None:
+        return None
+    return torch.from_numpy(np.stack([np.load(spk_mean_scp[k]) for k in keys])).to(device)
+
+
+def decode_dir(model, data_dir: Path, outputs: Dict[str, Tuple[str, Optional[str]]], batch_size: int,
+               max_new_tokens: int, device: str, spk_mean_scp: Optional[Path] = None) -> int:
+    """Answer every utterance of ``data_dir``: ``outputs`` maps an output file to (task, user turn). All
+    questions are asked of one encoding of each batch. Lines are appended after every batch; a rerun skips
+    utterances already in every output file."""
+    wav_scp = read_kv(data_dir / "wav.scp")
+    spk_mean = read_kv(spk_mean_scp) if spk_mean_scp is not None else None
+    if spk_mean is not None and set(wav_scp) - set(spk_mean):
+        missing = sorted(set(wav_scp) - set(spk_mean))
+        raise SystemExit(f"{spk_mean_scp}: no speaker mean for {len(missing)} utterance(s) of "
+                         f"{data_dir / 'wav.scp'}, e.g. '{missing[0]}'")
+    done_sets = []
+    for out in outputs:
+        done = set()
+        if Path(out).exists():
+            done = {line.split(maxsplit=1)[0] for line in Path(out).read_text(encoding="utf-8").splitlines()
+                    if line.strip()}
+        done_sets.append(done & set(wav_scp))
+    done_all = set.intersection(*done_sets) if done_sets else set()
+    todo = [u for u in wav_scp if u not in done_all]
+    logging.info(f"{data_dir}: {len(wav_scp)} utterances, {len(done_all)} already decoded, {len(todo)} to go")
+    for out, done in zip(outputs, done_sets):  # a partly written file keeps only complete utterances
+        if Path(out).exists():
+            lines = [ln for ln in Path(out).read_text(encoding="utf-8").splitlines()
+                     if ln.strip() and ln.split(maxsplit=1)[0] in done_all]
+            Path(out).write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+    files = {out: open(out, "a", encoding="utf-8") for out in outputs}
+    try:
+        # Similar lengths in a batch: little padding, and the order does not change any result.
+        todo.sort(key=lambda u: Path(wav_scp[u]).stat().st_size if not wav_scp[u].endswith("|") else 0)
+        for i in tqdm(range(0, len(todo), batch_size), desc=f"decode {data_dir}", mininterval=10):
+            keys = todo[i:i + batch_size]
+            waves = []
+            for k in keys:
+                try:
+                    waves.append(load_mono(wav_scp[k], FS))
+                except Exception as e:
+                    raise SystemExit(f"{data_dir / 'wav.scp'}: utterance '{k}': cannot read audio: {e}")
+            speech, lengths = batch_tensor(waves, device)
+            means = speaker_means(spk_mean, keys, device)
+            answers = model.answer(speech, lengths, dict(outputs), max_new_tokens, means)
+            for out, f in files.items():
+                for k, r in zip(keys, answers[out]):
+                    f.write(f"{k} {r}\n" if r else f"{k}\n")
+                f.flush()
+    finally:
+        for f in files.values():
+            f.close()
+    for out in outputs:  # sorted, one line per utterance, as Kaldi tools expect
+        lines = {ln.split(maxsplit=1)[0]: ln for ln in Path(out).read_text(encoding="utf-8").splitlines() if ln}
+        Path(out).write_text("".join(lines[k] + "\n" for k in sorted(lines)), encoding="utf-8")
+    return len(todo)
+
+
+def question(model, train_args, task: str, prompt: Optional[str]) -> Tuple[str, Optional[str]]:
+    """(task, user turn) of a question: ``prompt``, the task's trained prompt, or, for a task the model
+    was not trained on, its student prompt in the model's prompt config."""
+    user = user_turn(prompt)
+    if user is None and task not in model.tasks:
+        student = train_args.prompt_conf["student"]
+        if task not in student:
+            raise SystemExit(f"--task {task}: no such student prompt in the model's prompt_conf ({sorted(student)})")
+        user = student[task]
+    return task, user

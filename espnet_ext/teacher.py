@@ -1,0 +1,148 @@
+"""Teacher targets (stage 4): unique teacher prompts, sharded resumable greedy generation by the frozen
+LLM, and the merge into Kaldi text files per data dir and task. Used by bin/teacher_generate.py (the
+stage) and bin/text_system.py (the text baselines, which reuse stage 4's replies)."""
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+from tqdm import tqdm
+
+from espnet_ext.datadir import read_kv, write_kv
+from espnet_ext.palign.prompts import copied_targets, teacher_prompt
+
+FIELD_FILES = {"pitch": "utt2pitch", "pace": "utt2pace", "loudness": "utt2loudness"}
+
+
+def prompt_id(task: str, user: str) -> str:
+    return hashlib.sha1(f"{task}\n{user}".encode()).hexdigest()[:16]
+
+
+def utterance_prompts(d: Path, tasks: List[str], conf: dict):
+    """(utt, task, teacher user turn) for every utterance of a data dir and every generated task."""
+    text = read_kv(d / "text")
+    emo = read_kv(d / "utt2emo") if (d / "utt2emo").exists() else {}
+    fields = {name: read_kv(d / f) for name, f in FIELD_FILES.items() if (d / f).exists()}
+    for utt in text:
+        extra = {name: kv[utt] for name, kv in fields.items() if utt in kv}
+        for task in tasks:
+            if task not in copied_targets(conf):
+                yield utt, task, teacher_prompt(conf, task, text[utt], emo.get(utt, ""),
+                                                where=f"{d}: utterance '{utt}': ", extra=extra)
+
+
+def prepare(data_dirs: List[Path], tasks: List[str], conf: dict, out: Path) -> int:
+    prompts: Dict[str, dict] = {}
+    for d in data_dirs:
+        for utt, task, user in utterance_prompts(d, tasks, conf):
+            prompts.setdefault(prompt_id(task, user), {"id": prompt_id(task, user), "task": task, "user": user})
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "prompts.jsonl", "w", encoding="utf-8") as f:
+        for pid in sorted(prompts):
+            f.write(json.dumps(prompts[pid], ensure_ascii=False) + "\n")
+    return len(prompts)
+
+
+def read_jsonl(path: Path, repair: bool = False, torn_tail_ok: bool = False) -> List[dict]:
+    """Records of a JSONL file. With ``repair`` (the file this job appends to), a half-written last line
+    of a killed job is cut off, and a last record without its newline gets one, so that appending goes on
+    byte-identically to an uninterrupted run. With ``torn_tail_ok`` (a file another job may be writing), a
+    half-written last line is skipped and the file left alone. Any other bad line is an error."""
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    records, good_bytes = [], 0
+    for i, line in enumerate(lines):
+        last = i == len(lines) - 1
+        if not line:
+            good_bytes += 0 if last else 1
+            continue
+        try:
+            records.append(json.loads(line))
+            good_bytes += len(line) + (0 if last else 1)
+        except json.JSONDecodeError:
+            if last and (repair or torn_tail_ok):
+                if repair:
+                    logging.warning(f"{path}: dropping a half-written last line (interrupted run)")
+                break
+            raise ValueError(f"{path}:{i + 1}: not JSON") from None
+    if repair and good_bytes != len(raw):
+        with open(path, "r+b") as f:
+            f.truncate(good_bytes)
+    if repair and good_bytes and not raw[:good_bytes].endswith(b"\n"):
+        with open(path, "ab") as f:
+            f.write(b"\n")  # the last record was whole, its newline was not written
+    return records
+
+
+def known_replies(dirs: Sequence[Path]) -> Dict[str, str]:
+    """Replies already generated in other generation dirs (read-only), by prompt id."""
+    return {r["id"]: r["reply"] for d in dirs for path in sorted(Path(d).glob("replies.*.jsonl"))
+            for r in read_jsonl(path)}
+
+
+def generate(out: Path, shard: int, num_shards: int, llm_conf: dict, system, batch_size: int,
+             max_new_tokens: int, device: str, known: Sequence[Path] = ()) -> int:
+    """``known``: other generation dirs (e.g. stage 4's) whose replies are reused, not generated again."""
+    from espnet_ext.palign.llm import FrozenLLM
+
+    prompts = read_jsonl(out / "prompts.jsonl")[shard - 1::num_shards]
+    replies_path = out / f"replies.{shard}.jsonl"
+    done = {r["id"] for r in read_jsonl(replies_path, repair=True)}
+    # Prompts answered by an earlier run under another sharding are not generated again.
+    for other in out.glob("replies.*.jsonl"):
+        if other != replies_path:
+            done |= {r["id"] for r in read_jsonl(other, torn_tail_ok=True) if "id" in r}  # may be running
+    done |= set(known_replies(known))
+    todo = [p for p in prompts if p["id"] not in done]
+    logging.info(f"shard {shard}/{num_shards}: {len(prompts)} prompts, {len(done)} already answered, {len(todo)} to go")
+    if not todo:
+        return 0
+    llm = FrozenLLM(llm_conf["name_or_path"], dtype=llm_conf.get("dtype", "auto"), system=system,
+                    attn_implementation=llm_conf.get("attn_implementation", "sdpa"), device=device)
+    todo.sort(key=lambda p: len(p["user"]))  # similar lengths batch with little padding
+    start, tokens = time.time(), 0
+    with open(replies_path, "a", encoding="utf-8") as f:
+        for i in tqdm(range(0, len(todo), batch_size), desc=f"teacher shard {shard}", mininterval=10):
+            batch = todo[i:i + batch_size]
+            replies = llm.generate_from_text([p["user"] for p in batch], max_new_tokens)
+            for p, reply in zip(batch, replies):
+                f.write(json.dumps({"id": p["id"], "reply": reply}, ensure_ascii=False) + "\n")
+                tokens += len(llm.chat.encode(reply))
+            f.flush()
+    logging.info(f"shard {shard}: {len(todo)} replies, {tokens / (time.time() - start):.1f} tokens/s")
+    return len(todo)
+
+
+def merge(data_dirs: List[Path], tasks: List[str], conf: dict, out: Path, known: Sequence[Path] = ()) -> None:
+    replies: Dict[str, str] = known_replies(known)
+    for path in sorted(out.glob("replies.*.jsonl")):
+        for r in read_jsonl(path):
+            replies[r["id"]] = r["reply"]
+    for d in data_dirs:
+        for task, source in copied_targets(conf).items():
+            if task in tasks:  # e.g. asr: the target is the transcript itself
+                write_kv(d / task, read_kv(d / source))
+                logging.info(f"{d}/{task}: copied from {source}")
+        by_task: Dict[str, Dict[str, str]] = {}
+        for utt, task, user in utterance_prompts(d, tasks, conf):
+            by_task.setdefault(task, {})[utt] = user
+        for task, users in by_task.items():
+            result, empty = {}, 0
+            # The teacher's user turn of each utterance, one line each, for the KL loss.
+            write_kv(d / f"{task}_prompt", {u: v.replace("\n", "\\n") for u, v in users.items()})
+            for utt, user in users.items():
+                pid = prompt_id(task, user)
+                if pid not in replies:
+                    raise SystemExit(f"teacher_generate merge: no reply for utterance '{utt}' of {d} (task "
+                                     f"{task}, prompt {pid}); run the generate step again")
+                reply = replies[pid]
+                if not reply:
+                    empty += 1
+                    reply = "..."  # the LLM stopped at once; keep a visible token rather than an empty line
+                result[utt] = reply
+            write_kv(d / task, result)
+            logging.info(f"{d}/{task}: {len(result)} replies" + (f" ({empty} empty, written as '...')" if empty else ""))

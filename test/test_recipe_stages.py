@@ -68,7 +68,7 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
         (semantic / "pretrain" / "config.yaml").read_text())["train_data_path_and_name_and_type"]}
     calibration = json.loads((recipe / "exp" / "judge" / "calibration.json").read_text())
     systems = {"ParaAlign": exp / "decode", "semantic": semantic / "decode"}
-    for name in ("topline", "text_oracle", "text_asr", "cls"):
+    for name in ("topline", "text_oracle", "text_asr", "cls", "cls_asr"):
         systems[name] = recipe / "exp" / "baselines" / name
     for name, root in systems.items():
         for split in ("test", "test_unseen"):
@@ -90,6 +90,7 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
     assert 0 <= main["probe_acc"] <= 1
     results = (recipe / "RESULTS.md").read_text()
     assert "| Topline: transcript + true emotion (the teacher) |" in results and "Pre-train steps" in results
+    assert "| Cascade: emotion classifier (ESPnet cls) + Whisper tiny.en ASR |" in results
     assert "## test_unseen" in results and "images/train_curves.png" in results and "| total |" in results
     assert ("Failed calibration" in results) != calibration["passed"]
     assert (recipe / "images" / "confusion_test.png").exists()

@@ -19,7 +19,8 @@ SYSTEM_NAMES = {
     "topline": "Topline: transcript + true emotion (the teacher)",
     "text_oracle": "Text-only cascade (oracle transcript)",
     "text_asr": "Text-only cascade (Whisper tiny.en ASR)",
-    "cls": "Cascade + emotion classifier (ESPnet cls)",
+    "cls": "Cascade: emotion classifier (ESPnet cls) + oracle transcript",
+    "cls_asr": "Cascade: emotion classifier (ESPnet cls) + Whisper tiny.en ASR",
 }
 COLUMNS = [  # (key in scores.json, header, format)
     ("train_steps", "Train steps", "{:d}"), ("pretrain_steps", "Pre-train steps", "{:d}"),
@@ -71,7 +72,7 @@ def train_steps(log: Path, decode_tag: str):
 
 def system_order(name: str) -> int:
     for i, prefix in enumerate(["ParaAlign", "Semantic-only", "Text-only cascade (oracle", "Text-only cascade (Whisper",
-                                "Cascade +", "Topline"]):
+                                "Cascade:", "Topline"]):
         if name.startswith(prefix):
             return i
     return 99

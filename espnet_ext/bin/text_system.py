@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     tasks = [reply_task, emotion_task]
     teacher.prepare([view], tasks, conf, args.cache)
     teacher.generate(args.cache, 1, 1, cfg["llm_conf"], conf.get("system"), cfg.get("batch_size", 16),
-                              cfg.get("max_new_tokens", 64), args.device, args.known_replies)
+                     cfg.get("max_new_tokens", 64), args.device, args.known_replies)
     teacher.merge([view], tasks, conf, args.cache, args.known_replies)
     shutil.copy(view / reply_task, args.out_dir / "text")
     shutil.copy(view / emotion_task, args.out_dir / "emotion")

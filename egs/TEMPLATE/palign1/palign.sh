@@ -387,7 +387,7 @@ fi
 if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ] && [[ " ${baselines} " == *" cls "* ]]; then
     _stage=11; require cls_config teacher_config
     _cls=${_bdir}/cls
-    log "Stage 11: cascade with an emotion classifier (ESPnet cls task) -> ${_cls}"
+    log "Stage 11: cascades with an emotion classifier (ESPnet cls task; oracle and ASR transcripts) -> ${_cls}"
     mkdir -p "${_cls}"
     cut -d' ' -f2 "${data_feats}/${train_set}/utt2emo" | LC_ALL=C sort -u > "${_cls}/labels"
     echo "<unk>" >> "${_cls}/labels"
@@ -409,6 +409,12 @@ if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ] && [[ " ${baselines} " == *" 
             --config "${teacher_config}" --cache "${_bdir}/cache" --known_replies "${teacher_dir}" --device "${_device}" \
             --with_emotion true --labels "${_cls}/${dset}/utt2emo_pred"
         score_system "${_cls}/${dset}" "${dset}"
+        [ -s "${_bdir}/asr/${dset}/text" ] || continue
+        # The speech-only cascade: stage 9's Whisper transcript with the predicted emotion.
+        ${python} -m espnet_ext.bin.text_system --ref_dir "${data_feats}/${dset}" --out_dir "${_bdir}/cls_asr/${dset}" \
+            --config "${teacher_config}" --cache "${_bdir}/cache" --known_replies "${teacher_dir}" --device "${_device}" \
+            --with_emotion true --labels "${_cls}/${dset}/utt2emo_pred" --transcripts "${_bdir}/asr/${dset}/text"
+        score_system "${_bdir}/cls_asr/${dset}" "${dset}"
     done
 fi
 

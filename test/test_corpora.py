@@ -9,7 +9,7 @@ import soundfile
 
 from conftest import ROOT, TEMPLATE, run
 from espnet_ext import datadir
-from espnet_ext.corpora import expresso
+from espnet_ext.corpora import expresso, iemocap, msp_podcast
 
 
 def tone(path: Path, seconds: float, fs: int, channels: int = 1, freq: float = 220.0):
@@ -23,7 +23,7 @@ def tone(path: Path, seconds: float, fs: int, channels: int = 1, freq: float = 2
 
 IEMOCAP_UTTS = [  # (utterance suffix, label, transcript)
     ("F000", "neu", "Excuse me."), ("M000", "hap", "That is great."), ("F001", "exc", "Oh wow!"),
-    ("M001", "xxx", "Well."), ("F002", "ang", "Stop it."), ("M002", "sad", "I miss her."),
+    ("M001", "xxx", "Well."), ("F002", "ang", "Stop [BREATHING] it."), ("M002", "sad", "I miss her. [LAUGHTER]"),
     ("F003", "fru", "Not again."),
 ]
 
@@ -69,7 +69,7 @@ def make_msp(root: Path, spelling: str = "labels_consensus.csv") -> Path:
         lines.append(f"{name},{emo},4.2,3.8,4.0,{spk},{gender},{split}")
         tone(root / "Audios" / name, 0.5, 16000)
         if has_text:
-            (root / "Transcripts" / name.replace(".wav", ".txt")).write_text(f"podcast sentence {i}\n")
+            (root / "Transcripts" / name.replace(".wav", ".txt")).write_text(f"podcast [laughter] sentence {i}\n")
     (root / "Labels" / spelling).write_text("\n".join(lines) + "\n")
     return root
 
@@ -92,7 +92,7 @@ def make_expresso(root: Path) -> Path:
         "ex01_default_emphasis_00002\tThe *blue* one, not the red one.\n"
         "ex01_sad_00003\tShe left this morning.\n"
         "ex02_whisper_00001\tDon't tell anyone.\n"
-        "ex02_laughing_00004\tThat was *so* funny.\n")
+        "ex02_laughing_00004\t<laugh> That was *so* funny. | <laugh>\n")
     splits = root / "splits"
     splits.mkdir()
     (splits / "train.txt").write_text("# train split\nex01_happy_00001\nex01_default_emphasis_00002\n"
@@ -101,6 +101,25 @@ def make_expresso(root: Path) -> Path:
     (splits / "test.txt").write_text("# test split\nex02_whisper_00001\nex02_laughing_00004\n"
                                      "ex01-ex02_default_008\t(,2.0s)\n")
     return root
+
+
+def test_no_tag_reaches_text_and_the_tagged_original_is_kept(tmp_path):
+    """Non-lexical tags (<laugh>, [LAUGHTER], | pauses, *emphasis*) would leak the label into the text."""
+    iemocap.prepare(make_iemocap(tmp_path / "iemocap"), tmp_path / "iem")
+    msp_podcast.prepare(make_msp(tmp_path / "msp"), tmp_path / "msp_data")
+    expresso.prepare(make_expresso(tmp_path / "expresso"), tmp_path / "exp_data", missing_transcript="asr")
+    dirs = [d for root in ("iem", "msp_data", "exp_data") for d in (tmp_path / root).iterdir() if d.is_dir()]
+    assert dirs
+    for d in dirs:
+        for utt, text in datadir.read_kv(d / "text").items():
+            assert not any(c in text for c in "<>[]|*"), (d, utt, text)
+    iem = {k: v for d in (tmp_path / "iem").iterdir() for k, v in datadir.read_kv(d / "text_tagged").items()}
+    clean = {k: v for d in (tmp_path / "iem").iterdir() for k, v in datadir.read_kv(d / "text").items()}
+    utt = next(k for k in iem if k.endswith("F002"))
+    assert iem[utt] == "Stop [BREATHING] it." and clean[utt] == "Stop it."
+    laughing = datadir.read_kv(tmp_path / "exp_data" / "test" / "text")
+    assert laughing["ex02_laughing_00004"] == "That was so funny."
+    assert datadir.read_kv(tmp_path / "exp_data" / "test" / "text_tagged")["ex02_laughing_00004"].startswith("<laugh>")
 
 
 # -- recipe runner ---------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,9 +63,28 @@ def fill_missing_transcripts(utts: List[Utt], how: str, fs: int = 16000) -> List
     return utts
 
 
+_TAGS = re.compile(r"<[^<>]*>|\[[^\[\]]*\]|\|")  # <laugh> <breath> (Expresso), [LAUGHTER] (IEMOCAP), | pauses
+
+
+def remove_tags(text: str) -> str:
+    """The words of a transcript: non-lexical tags and marks removed. They would leak the label into the
+    text (Expresso writes <laugh> only in its laughing style), as ESPnet's emotion recipes also remove."""
+    return " ".join(_TAGS.sub(" ", text).replace("*", "").split())
+
+
 def write_data_dir(out: Path, utts: Iterable[Utt], check_audio: bool = True) -> Dict[str, int]:
-    """Write a validated Kaldi data dir. With segments, each source file becomes one recording."""
+    """Write a validated Kaldi data dir. With segments, each source file becomes one recording. ``text``
+    holds words only; when any transcript carried tags, ``text_tagged`` keeps every original."""
     utts = list(utts)
+    tagged = {u.utt: " ".join(u.text.split()) for u in utts}
+    if any(remove_tags(t) != t for t in tagged.values()):
+        for u in utts:
+            u.extra["text_tagged"] = tagged[u.utt]
+    only_tags = [u.utt for u in utts if not remove_tags(u.text)]
+    if only_tags:
+        logging.warning(f"{out}: {len(only_tags)} utterance(s) whose transcript is only tags are dropped, "
+                        f"e.g. {only_tags[0]} ('{tagged[only_tags[0]]}')")
+        utts = [u for u in utts if remove_tags(u.text)]
     if not utts:
         raise CorpusError(f"{out}: no utterance left to write")
     out.mkdir(parents=True, exist_ok=True)
@@ -74,7 +94,7 @@ def write_data_dir(out: Path, utts: Iterable[Utt], check_audio: bool = True) -> 
     for u in utts:
         if u.utt in files["utt2spk"]:
             raise CorpusError(f"{out}: utterance id '{u.utt}' occurs twice")
-        files["text"][u.utt] = " ".join(u.text.split())
+        files["text"][u.utt] = remove_tags(u.text)
         files["utt2spk"][u.utt] = u.spk
         files["utt2emo"][u.utt] = u.emo
         if segmented:

@@ -31,7 +31,8 @@ def readable_info(path: Path):
 def source_signature(value: str, start: str, end: str, channel, fs: int) -> str:
     """The source file's identity (path, size, mtime) and the cut: an output made from anything else is stale."""
     path = Path(value)
-    stat = f"size={path.stat().st_size},mtime_ns={path.stat().st_mtime_ns}" if path.is_file() else "command"
+    st = path.stat() if path.is_file() else None
+    stat = f"size={st.st_size},mtime_ns={st.st_mtime_ns}" if st else "command"
     return f"{stat},start={start},end={end or '-'},channel={channel},fs={fs},src={value}"
 
 

@@ -77,14 +77,15 @@ def write_data_dir(out: Path, utts: Iterable[Utt], check_audio: bool = True) -> 
     holds words only; when any transcript carried tags, ``text_tagged`` keeps every original."""
     utts = list(utts)
     tagged = {u.utt: " ".join(u.text.split()) for u in utts}
-    if any(remove_tags(t) != t for t in tagged.values()):
+    words = {u.utt: remove_tags(u.text) for u in utts}
+    if any(words[k] != t for k, t in tagged.items()):
         for u in utts:
             u.extra["text_tagged"] = tagged[u.utt]
-    only_tags = [u.utt for u in utts if not remove_tags(u.text)]
+    only_tags = [u.utt for u in utts if not words[u.utt]]
     if only_tags:
         logging.warning(f"{out}: {len(only_tags)} utterance(s) whose transcript is only tags are dropped, "
                         f"e.g. {only_tags[0]} ('{tagged[only_tags[0]]}')")
-        utts = [u for u in utts if remove_tags(u.text)]
+        utts = [u for u in utts if words[u.utt]]
     if not utts:
         raise CorpusError(f"{out}: no utterance left to write")
     out.mkdir(parents=True, exist_ok=True)
@@ -94,7 +95,7 @@ def write_data_dir(out: Path, utts: Iterable[Utt], check_audio: bool = True) -> 
     for u in utts:
         if u.utt in files["utt2spk"]:
             raise CorpusError(f"{out}: utterance id '{u.utt}' occurs twice")
-        files["text"][u.utt] = remove_tags(u.text)
+        files["text"][u.utt] = words[u.utt]
         files["utt2spk"][u.utt] = u.spk
         files["utt2emo"][u.utt] = u.emo
         if segmented:

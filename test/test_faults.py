@@ -402,3 +402,60 @@ def test_score_refuses_a_system_output_that_lost_or_gained_lines(data_dir, tmp_p
     datadir.write_kv(hyp / "emotion", {**{u: "happy" for u in utts}, "zz_extra": "sad"})
     with pytest.raises(SystemExit, match=r"hyp/emotion: 0 utterance\(s\) of .*utt2emo missing, 1 not in it \(e.g. 'zz_extra'\)"):
         score.score(data_dir, hyp, {})
+
+
+# -- training (stage 6) resume after kill -9 ---------------------------------------------------------
+
+def _train_cmd(tiny_llm, corpus, out, epochs):
+    import sys
+
+    from conftest import tiny_train_args
+
+    cmd = [sys.executable, "-m", "espnet_ext.bin.palign_train"] + tiny_train_args(tiny_llm) + [
+        "--tasks", "response", "emotion", "--task_conf", "ratios={response: 0.5, emotion: 0.5}"]
+    for phase, split in (("train", "train"), ("valid", "valid")):
+        for name in ("response", "emotion"):
+            cmd += [f"--{phase}_data_path_and_name_and_type", f"{corpus / split / name},{name},text"]
+        cmd += [f"--{phase}_data_path_and_name_and_type", f"{corpus / split / 'wav.scp'},speech,sound",
+                f"--{phase}_shape_file", str(corpus / split / "speech_shape")]
+    return cmd + ["--output_dir", str(out), "--max_epoch", str(epochs), "--batch_type", "unsorted",
+                  "--batch_size", "2", "--optim", "adam", "--optim_conf", "lr=0.003", "--num_att_plot", "0",
+                  "--num_workers", "0", "--seed", "3", "--resume", "true", "--ngpu", "0"]
+
+
+def test_training_killed_mid_run_resumes_to_the_same_model(tiny_llm, small_corpus, tmp_path):
+    """kill -9 during epoch 2 of 3, rerun the same command: the final model equals an uninterrupted run,
+    bit for bit with one thread (the Trainer reseeds every RNG per epoch; the task sampler uses that RNG)."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import time
+
+    import torch
+
+    from espnet_ext.datadir import read_kv, write_kv
+
+    corpus = tmp_path / "data"
+    for split in ("train", "valid"):
+        shutil.copytree(small_corpus / split, corpus / split)
+        emo = read_kv(corpus / split / "utt2emo")
+        write_kv(corpus / split / "emotion", {u: e.capitalize() + "." for u, e in emo.items()})
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    reference = subprocess.Popen(_train_cmd(tiny_llm, corpus, ref, 3), env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    victim = subprocess.Popen(_train_cmd(tiny_llm, corpus, killed, 3), env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (killed / "1epoch.pth").exists() and victim.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert (killed / "1epoch.pth").exists() and not (killed / "3epoch.pth").exists(), "the kill missed epoch 2"
+    subprocess.run(_train_cmd(tiny_llm, corpus, killed, 3), env=env, check=True, capture_output=True)
+    assert reference.wait(timeout=300) == 0
+    a = torch.load(ref / "3epoch.pth", map_location="cpu", weights_only=True)
+    b = torch.load(killed / "3epoch.pth", map_location="cpu", weights_only=True)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]

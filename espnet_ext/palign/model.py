@@ -110,7 +110,6 @@ class ParaAlignModel(AbsESPnetModel):
         freeze_frontend: bool = True,
         task_ratios: Optional[Dict[str, float]] = None,
         task_weights: Optional[Dict[str, float]] = None,
-        seed: int = 0,
         max_target_tokens: int = 0,
         aux_conf: Optional[dict] = None,
         speaker_norm: bool = False,
@@ -129,7 +128,7 @@ class ParaAlignModel(AbsESPnetModel):
             raise ValueError(f"unknown loss '{loss}' (known: {sorted(LOSSES)})")
         self.loss_fn = LOSSES[loss](**(loss_conf or {}))
         self.tasks = sorted(prompts)
-        self.sampler = TaskSampler(self.tasks, task_ratios, task_weights, seed)
+        self.sampler = TaskSampler(self.tasks, task_ratios, task_weights)  # global RNG: resumable
         for task, user in prompts.items():  # chat-template ids around the speech, one pair per task
             p = llm.chat.speech_prompt(user)
             self.register_buffer(f"prefix_{task}", torch.tensor(p.prefix, dtype=torch.long), persistent=False)

@@ -225,7 +225,7 @@ class PalignTask(AbsTask):
             prompts={t: args.prompt_conf["student"][t] for t in args.tasks},
             loss=args.loss, loss_conf=args.loss_conf, freeze_frontend=args.freeze_frontend,
             task_ratios=(args.task_conf or {}).get("ratios"), task_weights=(args.task_conf or {}).get("weights"),
-            seed=getattr(args, "seed", 0), max_target_tokens=getattr(args, "max_target_tokens", 0),
+            max_target_tokens=getattr(args, "max_target_tokens", 0),
             aux_conf=getattr(args, "aux_conf", None), speaker_norm=getattr(args, "speaker_norm", False),
             cache_prefix=getattr(args, "cache_prefix", True), ctc_conf=getattr(args, "ctc_conf", None),
             encoder_only=getattr(args, "encoder_only", False))

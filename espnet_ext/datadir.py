@@ -8,6 +8,7 @@ mended by hand.
 """
 from __future__ import annotations
 
+import os
 import shutil
 from collections import OrderedDict
 from pathlib import Path
@@ -51,11 +52,20 @@ def read_kv(path: Path, allow_empty_value: bool = True) -> "OrderedDict[str, str
 
 
 def write_kv(path: Path, items: Dict[str, str]) -> None:
-    """Write ``key value`` lines sorted in C-locale order (Python's str order is UTF-8 byte order)."""
-    with open(path, "w", encoding="utf-8") as f:
-        for key in sorted(items):
-            value = items[key]
-            f.write(f"{key} {value}\n" if value != "" else f"{key}\n")
+    """Write ``key value`` lines sorted in C-locale order (Python's str order is UTF-8 byte order).
+
+    Written beside and renamed into place, so a full disk or a kill leaves the old file, never half a file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for key in sorted(items):
+                value = items[key]
+                f.write(f"{key} {value}\n" if value != "" else f"{key}\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def per_utt_files(data_dir: Path) -> List[str]:
@@ -107,6 +117,8 @@ def validate(data_dir: Path, required: Iterable[str] = REQUIRED, check_audio: bo
         _check_sorted(data_dir / name, list(kv))
     utts = files["utt2spk"] if "utt2spk" in files else next(iter(files.values()))
     ref_name = "utt2spk" if "utt2spk" in files else next(iter(files))
+    if not utts:  # every stage after this one would run on nothing and "succeed"
+        raise DataDirError(f"{data_dir / ref_name}: no utterances (0 utterances in the data dir)")
     for name, kv in files.items():
         for lineno, key in enumerate(kv, 1):
             if key not in utts:

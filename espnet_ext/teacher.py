@@ -89,6 +89,8 @@ def generate(out: Path, shard: int, num_shards: int, llm_conf: dict, system, bat
     """``known``: other generation dirs (e.g. stage 4's) whose replies are reused, not generated again."""
     from espnet_ext.palign.llm import FrozenLLM
 
+    if not (out / "prompts.jsonl").exists():
+        raise SystemExit(f"teacher_generate generate: {out / 'prompts.jsonl'} does not exist; run the prepare step first")
     prompts = read_jsonl(out / "prompts.jsonl")[shard - 1::num_shards]
     replies_path = out / f"replies.{shard}.jsonl"
     done = {r["id"] for r in read_jsonl(replies_path, repair=True)}
@@ -118,22 +120,22 @@ def generate(out: Path, shard: int, num_shards: int, llm_conf: dict, system, bat
 
 
 def merge(data_dirs: List[Path], tasks: List[str], conf: dict, out: Path, known: Sequence[Path] = ()) -> None:
+    """Write ``<data_dir>/<task>`` and ``<task>_prompt`` for every dir and task. Every reply is looked up
+    before anything is written, so a missing one leaves the data dirs as they were."""
     replies: Dict[str, str] = known_replies(known)
     for path in sorted(out.glob("replies.*.jsonl")):
         for r in read_jsonl(path):
             replies[r["id"]] = r["reply"]
+    writes: List[tuple] = []  # (path, items, log line)
     for d in data_dirs:
         for task, source in copied_targets(conf).items():
             if task in tasks:  # e.g. asr: the target is the transcript itself
-                write_kv(d / task, read_kv(d / source))
-                logging.info(f"{d}/{task}: copied from {source}")
+                writes.append((d / task, read_kv(d / source), f"{d}/{task}: copied from {source}"))
         by_task: Dict[str, Dict[str, str]] = {}
         for utt, task, user in utterance_prompts(d, tasks, conf):
             by_task.setdefault(task, {})[utt] = user
         for task, users in by_task.items():
             result, empty = {}, 0
-            # The teacher's user turn of each utterance, one line each, for the KL loss.
-            write_kv(d / f"{task}_prompt", {u: v.replace("\n", "\\n") for u, v in users.items()})
             for utt, user in users.items():
                 pid = prompt_id(task, user)
                 if pid not in replies:
@@ -144,5 +146,11 @@ def merge(data_dirs: List[Path], tasks: List[str], conf: dict, out: Path, known:
                     empty += 1
                     reply = "..."  # the LLM stopped at once; keep a visible token rather than an empty line
                 result[utt] = reply
-            write_kv(d / task, result)
-            logging.info(f"{d}/{task}: {len(result)} replies" + (f" ({empty} empty, written as '...')" if empty else ""))
+            # The teacher's user turn of each utterance, one line each, for the KL loss.
+            writes.append((d / f"{task}_prompt", {u: v.replace("\n", "\\n") for u, v in users.items()}, None))
+            writes.append((d / task, result, f"{d}/{task}: {len(result)} replies"
+                           + (f" ({empty} empty, written as '...')" if empty else "")))
+    for path, items, message in writes:
+        write_kv(path, items)
+        if message:
+            logging.info(message)

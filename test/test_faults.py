@@ -459,3 +459,225 @@ def test_training_killed_mid_run_resumes_to_the_same_model(tiny_llm, small_corpu
     b = torch.load(killed / "3epoch.pth", map_location="cpu", weights_only=True)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+
+
+# -- more data-dir faults: each mutation of a valid dir and the exact message it must give ------------
+
+def _drop_value(d, name, n):
+    lines = (d / name).read_text().splitlines()
+    lines[n] = lines[n].split()[0]
+    (d / name).write_text("\n".join(lines) + "\n")
+
+
+def _blank_line(d, name, n):
+    lines = (d / name).read_text().splitlines()
+    lines.insert(n, "")
+    (d / name).write_text("\n".join(lines) + "\n")
+
+
+def _wav_to(d, target):
+    lines = (d / "wav.scp").read_text().splitlines()
+    lines[1] = f"{lines[1].split()[0]} {target(d)}"
+    (d / "wav.scp").write_text("\n".join(lines) + "\n")
+
+
+def _segments(d, times):
+    """Turn the dir into a segmented one over its first recording; the second segment gets ``times``."""
+    rec, path = (d / "wav.scp").read_text().splitlines()[0].split()
+    utts = (d / "utt2spk").read_text().split()[::2]
+    (d / "wav.scp").write_text(f"rec0 {path}\n")
+    (d / "segments").write_text("".join(f"{u} rec0 {times if i == 1 else '0.0 0.2'}\n" for i, u in enumerate(utts)))
+
+
+DATA_DIR_FAULTS = {
+    "wav.scp entry without a path": (lambda d: _drop_value(d, "wav.scp", 1), r"wav.scp:2: .*'spk1_utt1'"),
+    "empty line inside utt2spk": (lambda d: _blank_line(d, "utt2spk", 2), r"utt2spk:3: empty line"),
+    "wav.scp names a missing file": (lambda d: _wav_to(d, lambda d: d / "gone.wav"),
+                                     r"wav.scp:2: utterance 'spk1_utt1': unreadable audio .*gone.wav"),
+    "wav.scp names a directory": (lambda d: _wav_to(d, lambda d: d), r"wav.scp:2: utterance 'spk1_utt1': unreadable"),
+    "wav.scp names a text file": (lambda d: _wav_to(d, lambda d: d / "text"),
+                                  r"wav.scp:2: utterance 'spk1_utt1': unreadable audio .*text"),
+    "segment that ends before it starts": (lambda d: _segments(d, "0.3 0.1"), r"segments:2: utterance 'spk1_utt1': bad times 0.3..0.1"),
+    "segment times that are not numbers": (lambda d: _segments(d, "0.1 end"), r"segments:2: utterance 'spk1_utt1': start/end are not numbers"),
+    "utt2spk deleted": (lambda d: (d / "utt2spk").unlink(), r"missing required file 'utt2spk'"),
+    "emotion label missing on one line": (lambda d: _drop_value(d, "utt2emo", 4),
+                                          r"utt2emo:5: utterance 'spk2_utt1' has an empty value"),
+    "utterance of text missing from utt2emo": (lambda d: (d / "utt2emo").write_text(
+        "".join(l + "\n" for l in (d / "utt2emo").read_text().splitlines()[:-1])),
+        r"utt2emo: utterance 'spk2_utt2' \(in utt2spk\) is missing"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DATA_DIR_FAULTS))
+def test_data_dir_fault_is_named(data_dir, case):
+    mutate, message = DATA_DIR_FAULTS[case]
+    mutate(data_dir)
+    with pytest.raises(datadir.DataDirError, match=message):
+        datadir.validate(data_dir)
+    proc = run([str(UTILS / "validate_data_dir.sh"), str(data_dir)], cwd=UTILS.parent, check=False)
+    assert proc.returncode != 0 and "OK" not in proc.stdout
+
+
+def test_validate_a_missing_dir_and_an_empty_one(tmp_path):
+    with pytest.raises(datadir.DataDirError, match=f"{tmp_path / 'nope'}: no such data directory"):
+        datadir.validate(tmp_path / "nope")
+    d = make_data_dir(tmp_path / "d", [("u0", "s")])
+    for f in ("wav.scp", "text", "utt2spk", "utt2emo", "spk2utt"):
+        (d / f).write_text("")
+    proc = run([str(UTILS / "validate_data_dir.sh"), str(d)], cwd=UTILS.parent, check=False)
+    assert proc.returncode != 0 and "no utterances" in proc.stderr and "OK" not in proc.stdout
+
+
+# -- a full disk ------------------------------------------------------------------------------------
+
+def _limited(limit_bytes, code):
+    """Run ``code`` in a child whose files may not grow beyond ``limit_bytes`` (a full disk, as the writer sees it)."""
+    import sys
+
+    prelude = f"import resource; resource.setrlimit(resource.RLIMIT_FSIZE, ({limit_bytes}, {limit_bytes}))\n"
+    return run([sys.executable, "-c", prelude + code], check=False)
+
+
+def test_kv_file_on_a_full_disk_keeps_the_old_file(tmp_path):
+    path = tmp_path / "text"
+    path.write_text("u1 the old content\n")
+    proc = _limited(4096, f"from espnet_ext.datadir import write_kv\n"
+                          f"write_kv('{path}', {{f'u{{i}}': 'x' * 100 for i in range(200)}})")
+    assert proc.returncode != 0 and "File too large" in proc.stderr
+    assert path.read_text() == "u1 the old content\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["text"]  # no half-written temporary left
+
+
+def test_stage2_on_a_full_disk_names_the_utterance_and_a_rerun_completes(tmp_path):
+    import numpy as np
+    import soundfile
+
+    d = make_data_dir(tmp_path / "d", [(f"spkA_u{i}", "spkA") for i in range(3)])
+    big = tmp_path / "long.wav"
+    soundfile.write(str(big), 0.1 * np.sin(np.arange(48000) / 5.0), 16000)  # 3 s: 96 kB as 16-bit
+    lines = (d / "wav.scp").read_text().splitlines()
+    lines[2] = f"spkA_u2 {big}"
+    (d / "wav.scp").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    proc = _limited(40_000, "from espnet_ext.bin import format_audio; import sys\n"
+                            f"sys.exit(format_audio.main(['--in_dir', '{d}', '--out_dir', '{out}', "
+                            f"'--audio_dir', '{out / 'audio'}']))")
+    assert proc.returncode != 0 and "utterance 'spkA_u2'" in proc.stderr and "File too large" in proc.stderr
+    assert not (out / "wav.scp").exists()  # nothing claims to be complete
+    _format(d, out)
+    got = datadir.read_kv(out / "wav.scp")
+    assert sorted(got) == ["spkA_u0", "spkA_u1", "spkA_u2"]
+    assert soundfile.info(got["spkA_u2"]).frames == 48000
+
+
+# -- a second run on top of the first ---------------------------------------------------------------
+
+def test_stage2_second_run_rewrites_nothing(tmp_path):
+    d = make_data_dir(tmp_path / "d", [(f"spkA_u{i}", "spkA") for i in range(3)])
+    out = tmp_path / "out"
+    _format(d, out)
+    wavs = sorted((out / "audio").glob("*.wav"))
+    before = {p: p.stat().st_mtime_ns for p in wavs}
+    scp = (out / "wav.scp").read_text()
+    _format(d, out)
+    assert {p: p.stat().st_mtime_ns for p in wavs} == before and (out / "wav.scp").read_text() == scp
+    assert sorted((out / "audio").iterdir()) == wavs  # no temporaries, no duplicates
+
+
+# -- prompts and labels ------------------------------------------------------------------------------
+
+def test_teacher_prompt_for_an_emotion_the_prompt_file_does_not_know(data_dir):
+    from espnet_ext import teacher
+    from espnet_ext.palign.prompts import load_prompt_conf
+    from conftest import ROOT
+
+    lines = (data_dir / "utt2emo").read_text().splitlines()
+    lines[3] = lines[3].split()[0] + " bored"
+    (data_dir / "utt2emo").write_text("\n".join(lines) + "\n")
+    conf = load_prompt_conf(ROOT / "conf" / "prompts" / "emotion.yaml")
+    with pytest.raises(KeyError, match=r"utterance 'spk2_utt0': label 'bored' has no entry under 'labels'"):
+        list(teacher.utterance_prompts(data_dir, ["response"], conf))
+
+
+def test_teacher_merge_without_a_reply_names_the_utterance(teacher_run, small_corpus, tmp_path):
+    import shutil
+
+    from espnet_ext.bin import teacher_generate
+
+    config, ref = teacher_run
+    out, data = tmp_path / "t", tmp_path / "train"
+    shutil.copytree(ref, out)
+    shutil.copytree(small_corpus / "train", data)
+    shard = out / "replies.1.jsonl"
+    shard.write_text("".join(shard.read_text().splitlines(keepends=True)[1:]))  # one reply lost
+    with pytest.raises(SystemExit, match=r"no reply for utterance '.*' of .*train \(task response.*run the generate"):
+        teacher_generate.main(["merge", "--config", str(config), "--out", str(out), "--data_dirs", str(data)])
+    assert not (data / "response").exists() or (data / "response").read_text() == \
+        (small_corpus / "train" / "response").read_text()  # nothing half-merged
+
+
+# -- scoring and reports -----------------------------------------------------------------------------
+
+def test_score_with_a_missing_reference_file(data_dir, tmp_path):
+    from espnet_ext.bin import score
+
+    hyp = tmp_path / "hyp"
+    hyp.mkdir()
+    (hyp / "text").write_text((data_dir / "text").read_text())
+    with pytest.raises((SystemExit, FileNotFoundError), match=r"response"):
+        score.main(["--ref_dir", str(data_dir), "--hyp_dir", str(hyp), "--output", str(tmp_path / "s.json"),
+                    "--no_semantic"])
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_results_and_fold_average_without_scores(tmp_path):
+    from espnet_ext.bin import average_folds, make_results
+
+    with pytest.raises(SystemExit, match="no scores.json under"):
+        average_folds.main([str(tmp_path), "--output", str(tmp_path / "avg.json")])
+    with pytest.raises(SystemExit, match="no scores.json under .*run stage 8 first"):
+        make_results.main(["--expdir", str(tmp_path), "--test_sets", "test", "--output", str(tmp_path / "R.md")])
+    assert not (tmp_path / "avg.json").exists() and not (tmp_path / "R.md").exists()
+
+
+# -- missing pieces a user may forget ----------------------------------------------------------------
+
+def test_llm_folder_that_does_not_exist(tmp_path):
+    from espnet_ext.palign.llm import ChatTokenizer
+
+    with pytest.raises(FileNotFoundError, match=f"LLM folder '{tmp_path / 'llm'}' does not exist"):
+        ChatTokenizer(str(tmp_path / "llm"))
+    with pytest.raises(FileNotFoundError, match="LLM folder 'downloads/llm/Model' does not exist"):
+        ChatTokenizer("downloads/llm/Model")
+
+
+def test_teacher_generate_before_prepare(tmp_path):
+    from espnet_ext import teacher
+
+    with pytest.raises(SystemExit, match=r"prompts.jsonl does not exist; run the prepare step first"):
+        teacher.generate(tmp_path / "t", 1, 1, {"name_or_path": "x"}, None, 4, 4, "cpu")
+
+
+@pytest.mark.parametrize("corpus", ["iemocap", "msp_podcast", "expresso"])
+def test_corpus_root_that_is_missing_or_empty(tmp_path, capsys, corpus):
+    (tmp_path / "empty").mkdir()
+    for root in (tmp_path / "nope", tmp_path / "empty"):
+        rc, out = _prepare(capsys, corpus, "--root", str(root), "--out", str(tmp_path / "data"))
+        assert rc != 0 and str(root) in out.err, out.err
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("wav.scp"))
+
+
+def test_expresso_transcripts_of_other_speakers_stop_with_both_sides(tmp_path):
+    """A copy whose transcript file names ex05-ex08 where the splits name ex01-ex04 would lose every read
+    utterance behind a count-only warning."""
+    from test_corpora import make_expresso
+    from espnet_ext.corpora import expresso
+    from espnet_ext.corpora.common import CorpusError
+
+    root = make_expresso(tmp_path / "expresso")
+    lines = (root / "read_transcriptions.txt").read_text().replace("ex01_", "ex05_").replace("ex02_", "ex06_")
+    (root / "read_transcriptions.txt").write_text(lines)
+    with pytest.raises(CorpusError, match=r"train.txt: 2 of 2 files have no transcript in read_transcriptions.txt, "
+                                          r"e.g. the split names 'ex01_happy_00001' where .* has 'ex05_"):
+        expresso.prepare(root, tmp_path / "data")
+    assert not (tmp_path / "data").exists()

@@ -8,6 +8,7 @@ records each source's size and mtime). A truncated WAV or NaN/Inf samples stop t
 utterance; samples beyond full scale are clipped with a warning that counts them.
 """
 import argparse
+import io
 import logging
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ import soundfile
 from tqdm import tqdm
 
 from espnet_ext.audio import check_complete, check_samples, load_mono
-from espnet_ext.datadir import check_id, read_kv
+from espnet_ext.datadir import check_id, read_kv, write_kv
 
 
 def readable_info(path: Path):
@@ -34,6 +35,21 @@ def source_signature(value: str, start: str, end: str, channel, fs: int) -> str:
     st = path.stat() if path.is_file() else None
     stat = f"size={st.st_size},mtime_ns={st.st_mtime_ns}" if st else "command"
     return f"{stat},start={start},end={end or '-'},channel={channel},fs={fs},src={value}"
+
+
+def write_wav_atomic(dst: Path, x: np.ndarray, fs: int) -> None:
+    """16-bit WAV written beside ``dst`` and renamed into place: a kill or a full disk never leaves half a
+    file under the final name. Encoded in memory first, so a failed write reports the OS's reason (libsndfile
+    says only "System error")."""
+    buf = io.BytesIO()
+    soundfile.write(buf, x, fs, subtype="PCM_16", format="WAV")
+    tmp = dst.with_suffix(".tmp.wav")
+    try:
+        tmp.write_bytes(buf.getvalue())
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OSError(f"cannot write {tmp}: {e.strerror}") from None
+    tmp.replace(dst)
 
 
 def main(argv=None) -> int:
@@ -77,9 +93,7 @@ def main(argv=None) -> int:
                 if over:
                     clipped[utt] = over
                     x = np.clip(x, -1.0, 1.0)
-                tmp = dst.with_suffix(".tmp.wav")
-                soundfile.write(str(tmp), x, args.fs, subtype="PCM_16")
-                tmp.replace(dst)  # atomic: a killed job never leaves a half-written file behind
+                write_wav_atomic(dst, x, args.fs)
                 num_samples = len(x)
             else:
                 num_samples = info.frames
@@ -98,9 +112,7 @@ def main(argv=None) -> int:
     outputs = (("wav.scp", out_scp), ("utt2dur", utt2dur), ("utt2num_samples", utt2ns), ("excluded", excluded),
                ("audio_sources", sources))
     for name, kv in outputs:
-        with open(args.out_dir / name, "w", encoding="utf-8") as f:
-            for k in sorted(kv):
-                f.write(f"{k} {kv[k]}\n")
+        write_kv(args.out_dir / name, kv)
     logging.info(f"{args.in_dir}: {len(out_scp)} written, {len(excluded)} excluded by duration"
                  + (f", {len(clipped)} clipped" if clipped else ""))
     return 0

@@ -80,6 +80,23 @@ def check_root(root: Path, splits_dir: Path) -> None:
                               f"release's splits/ or the published expresso_splits/)")
 
 
+def check_release_matches(split_path: Path, entries: List[Tuple[str, Segment]], texts: Dict[str, str],
+                          audio: Dict[str, Path], conversational: bool) -> None:
+    """Stop when more than half of a split's files have no audio, or more than half of its whole read files no
+    transcript: the split files, transcripts and audio then come from different copies of the release (a
+    count-only warning would drop nearly everything)."""
+    used = [fid for fid, _ in entries if conversational or parse_id(fid)[0] == "read"]
+    read_whole = [fid for fid, seg in entries if parse_id(fid)[0] == "read" and seg == (None, None)]
+    for what, ids, known, where in (("audio", used, audio, "audio_48khz/"),
+                                    ("transcript", read_whole, texts, "read_transcriptions.txt")):
+        missing = [fid for fid in ids if fid not in known]
+        if ids and len(missing) > len(ids) / 2:
+            example = next(iter(sorted(known)), "nothing")
+            raise CorpusError(f"{split_path}: {len(missing)} of {len(ids)} files have no {what} in {where}, e.g. "
+                              f"the split names '{missing[0]}' where {where} has '{example}': the split files and "
+                              f"the release do not match (another copy or speaker set?)")
+
+
 def seg_tag(seg: Segment) -> str:
     """A stable utterance-id part for a segment: start/end in centiseconds ('s' and 'e' for open ends)."""
     start, end = seg
@@ -103,7 +120,9 @@ def prepare(root: Path, out: Path, splits_dir: Optional[Path] = None, conversati
     for split_file, split in SPLIT_NAMES.items():
         utts: List[Utt] = []
         dropped: Counter = Counter()
-        for fid, seg in read_split_file(splits_dir / f"{split_file}.txt"):
+        entries = read_split_file(splits_dir / f"{split_file}.txt")
+        check_release_matches(splits_dir / f"{split_file}.txt", entries, texts, audio, conversational)
+        for fid, seg in entries:
             kind, parts = parse_id(fid)
             if kind == "conversational" and not conversational:
                 dropped["conversational (use --conversational true)"] += 1

@@ -9,6 +9,7 @@ import hashlib
 import inspect
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -47,12 +48,24 @@ class ChatPrompt:
     suffix: List[int]   # everything after it, up to and including the assistant-turn header
 
 
+def check_local_path(name_or_path: str) -> None:
+    """A name that can only be a folder (absolute, ./, ~ or more than one '/') must exist: otherwise
+    transformers takes it for a hub id and fails with a message about repo names."""
+    name = str(name_or_path)
+    if Path(name).expanduser().exists():
+        return
+    if name.startswith(("/", ".", "~")) or name.count("/") > 1:
+        raise FileNotFoundError(f"LLM folder '{name}' does not exist (prepare it first, e.g. the recipe's "
+                                f"local/prepare_llm.sh, or give a Hugging Face id such as org/name)")
+
+
 class ChatTokenizer:
     """The LLM's tokenizer and chat template, without the weights (what data loaders need)."""
 
     def __init__(self, name_or_path: str, system: Optional[str] = None):
         from transformers import AutoTokenizer
 
+        check_local_path(name_or_path)
         self.name_or_path = name_or_path
         self.system = system
         self.tokenizer = AutoTokenizer.from_pretrained(name_or_path)

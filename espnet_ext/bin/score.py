@@ -44,6 +44,10 @@ def same_utterances(got: dict, got_path: Path, want: dict, want_path: Path) -> d
 
 def score(ref_dir: Path, hyp_dir: Path, label_words: dict, probe_train=None, probe_test=None,
           embedder=None) -> dict:
+    for path, what in ((ref_dir / "response", "the teacher's replies: run stage 4"),
+                       (ref_dir / "utt2emo", "the emotion labels"), (hyp_dir / "text", "the system output: decode first")):
+        if not path.is_file():
+            raise SystemExit(f"score: {path} does not exist ({what})")
     refs = read_kv(ref_dir / "response")
     hyps = same_utterances(read_kv(hyp_dir / "text"), hyp_dir / "text", refs, ref_dir / "response")
     emo = read_kv(ref_dir / "utt2emo")

@@ -9,7 +9,7 @@ from conftest import ROOT, tiny_train_args
 from espnet_ext.bin import measure_prosody, teacher_generate
 from espnet_ext.datadir import read_kv
 from espnet_ext.palign.losses import CrossEntropy, KLDistillation
-from espnet_ext.palign.tasks import TaskSampler
+from espnet_ext.palign.sampler import TaskSampler
 from espnet_ext.tasks.palign import PalignTask
 
 PROMPTS = ROOT / "conf" / "prompts" / "emotion.yaml"

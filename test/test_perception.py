@@ -63,7 +63,7 @@ def test_whisper_pitch_frontend_frames_pitch_and_level():
 
 def test_whisper_batched_short_window_transcripts():
     """Batched transcription pads to a 10 s window (or 30 s for longer audio) and reads the words right."""
-    from espnet_ext.asr import WhisperASR
+    from espnet_ext.whisper_asr import WhisperASR
     from espnet_ext.synth.espeak import Espeak
     from espnet_ext.audio import resample
 

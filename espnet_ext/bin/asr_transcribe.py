@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from espnet_ext.asr import WhisperASR
+from espnet_ext.whisper_asr import WhisperASR
 from espnet_ext.audio import load_mono
 from espnet_ext.datadir import read_kv, write_kv
 

@@ -47,7 +47,7 @@ def fill_missing_transcripts(utts: List[Utt], how: str, fs: int = 16000) -> List
         raise ValueError(f"--missing_transcript: drop or asr, not '{how}'")
     from tqdm import tqdm
 
-    from espnet_ext.asr import WhisperASR
+    from espnet_ext.whisper_asr import WhisperASR
     from espnet_ext.audio import load_mono
 
     asr = WhisperASR()

@@ -143,7 +143,7 @@ class WhisperPitchFrontend(AbsFrontend):
             raise ValueError(f"unknown pitch feature(s) {unknown}; known: {list(PITCH_FEATURES)}")
         from faster_whisper import WhisperModel
 
-        from espnet_ext.asr import default_model_path
+        from espnet_ext.whisper_asr import default_model_path
 
         self.model_path = model or default_model_path()
         whisper = WhisperModel(self.model_path, device=device, compute_type=compute_type,

@@ -21,7 +21,7 @@ from espnet2.train.abs_espnet_model import AbsESPnetModel
 
 from espnet_ext.palign.llm import FrozenLLM
 from espnet_ext.palign.losses import LOSSES
-from espnet_ext.palign.tasks import TaskSampler
+from espnet_ext.palign.sampler import TaskSampler
 
 IGNORE = -32768  # int pad value of the collate function
 

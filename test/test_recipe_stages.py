@@ -35,6 +35,10 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
     log = proc.stdout + proc.stderr
     for stage in range(3, 13):
         assert f"Stage {stage}:" in log
+    history = (recipe / "exp" / "run_history.sh").read_text().splitlines()  # every command, with its commit
+    commands = [line for line in history if not line.startswith("# ")]
+    assert len(commands) == len(history) / 2 and any(
+        "conf/train_tiny.yaml" in c and c.rstrip().endswith("--stage 3") for c in commands), history
     exp = recipe / "exp" / "palign_train_tiny"
     assert (exp / "valid.loss.ave.pth").exists() and "2epoch results" in (exp / "train.log").read_text()
     for split in ("test", "test_unseen"):

@@ -96,6 +96,9 @@ stats_dir=${expdir}/stats
 teacher_dir=${expdir}/$(basename "${teacher_config:-teacher}" .yaml)
 [ -z "${inference_tag}" ] && inference_tag=$(basename "${inference_config:-decode}" .yaml)
 if "${gpu_inference}"; then _device=cuda; else _device=cpu; fi
+mkdir -p "${expdir}"  # every command line, appended with its date and commit, as ESPnet keeps exp/*/run.sh
+{ echo "# $(date -Iseconds) commit $(git -C "${MAIN_ROOT}" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  printf '%q ' "$0" "${orig_args[@]}"; echo; } >> "${expdir}/run_history.sh"
 # conf_get FILE KEY: a value of a YAML config (KEY may be dotted: aux_conf.weight; lists joined by spaces)
 conf_get() { ${python} -c "
 import sys, yaml

@@ -86,3 +86,21 @@ def test_text_system_reuses_the_teachers_replies(small_corpus, tmp_path):
     with pytest.raises(Exception):  # without the teacher's replies it has to generate, and there is no LLM
         text_system.main(["--ref_dir", str(test), "--out_dir", str(tmp_path / "o2"), "--config", str(config),
                           "--cache", str(tmp_path / "cache2"), "--with_emotion", "true"])
+
+
+def test_system_prompt_diagnostic_prints_each_candidate(tiny_llm, small_corpus, tmp_path, capsys):
+    """bench/teacher_prompts.py (how the recipe's system prompt was chosen) runs end to end with a tiny LLM."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("teacher_prompts", ROOT / "bench" / "teacher_prompts.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    systems = tmp_path / "systems.txt"
+    systems.write_text("You are brief.\n\nSay how the user feels first.\n")
+    assert bench.main(["--data_dir", str(small_corpus / "valid"), "--llm", str(tiny_llm),
+                       "--systems", str(systems), "--max_new_tokens", "4"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if " pairs)  '" in line]
+    assert [r.split("  ")[-1] for r in rows] == ["'You are brief.'", "'Say how the user feels first.'"]
+    for r in rows:
+        wa, central, rnd = (float(x.split("±")[0]) for x in r.split("(")[0].split("|"))
+        assert 0 <= wa <= 1 and 0 <= central <= 1 and 0 <= rnd <= 1

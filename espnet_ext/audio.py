@@ -10,6 +10,8 @@ from typing import Optional, Tuple
 import numpy as np
 import soundfile
 
+from espnet_ext.datadir import write_atomic
+
 
 def read_wav_scp_entry(value: str) -> Tuple[np.ndarray, int]:
     """Load a wav.scp value: a file path, or a shell command ending in '|' that writes audio to stdout.
@@ -98,3 +100,11 @@ def check_complete(path: str) -> None:
         frames = soundfile.info(path).frames
         if frames < declared:
             raise ValueError(f"{path}: truncated: the header promises {declared} samples, the file holds {frames}")
+
+
+def write_wav_atomic(dst, x: np.ndarray, fs: int) -> None:
+    """16-bit WAV, encoded in memory and written atomically (``datadir.write_atomic``): libsndfile writing to
+    disk reports a full disk only as "System error"."""
+    buf = io.BytesIO()
+    soundfile.write(buf, x, fs, subtype="PCM_16", format="WAV")
+    write_atomic(dst, buf.getvalue())

@@ -51,21 +51,23 @@ def read_kv(path: Path, allow_empty_value: bool = True) -> "OrderedDict[str, str
     return out
 
 
-def write_kv(path: Path, items: Dict[str, str]) -> None:
-    """Write ``key value`` lines sorted in C-locale order (Python's str order is UTF-8 byte order).
-
-    Written beside and renamed into place, so a full disk or a kill leaves the old file, never half a file."""
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` beside ``path`` and rename it into place, so a full disk or a kill leaves the old file
+    (or none), never half a file; a failed write names the file and gives the OS's reason."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for key in sorted(items):
-                value = items[key]
-                f.write(f"{key} {value}\n" if value != "" else f"{key}\n")
-        os.replace(tmp, path)
-    except BaseException:
+        tmp.write_bytes(data)
+    except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise
+        raise OSError(e.errno, f"cannot write {tmp}: {e.strerror}") from None
+    os.replace(tmp, path)
+
+
+def write_kv(path: Path, items: Dict[str, str]) -> None:
+    """Write ``key value`` lines sorted in C-locale order (Python's str order is UTF-8 byte order), atomically."""
+    lines = (f"{key} {items[key]}\n" if items[key] != "" else f"{key}\n" for key in sorted(items))
+    write_atomic(path, "".join(lines).encode("utf-8"))
 
 
 def per_utt_files(data_dir: Path) -> List[str]:

@@ -8,7 +8,6 @@ records each source's size and mtime). A truncated WAV or NaN/Inf samples stop t
 utterance; samples beyond full scale are clipped with a warning that counts them.
 """
 import argparse
-import io
 import logging
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 import soundfile
 from tqdm import tqdm
 
-from espnet_ext.audio import check_complete, check_samples, load_mono
+from espnet_ext.audio import check_complete, check_samples, load_mono, write_wav_atomic
 from espnet_ext.datadir import check_id, read_kv, write_kv
 
 
@@ -35,21 +34,6 @@ def source_signature(value: str, start: str, end: str, channel, fs: int) -> str:
     st = path.stat() if path.is_file() else None
     stat = f"size={st.st_size},mtime_ns={st.st_mtime_ns}" if st else "command"
     return f"{stat},start={start},end={end or '-'},channel={channel},fs={fs},src={value}"
-
-
-def write_wav_atomic(dst: Path, x: np.ndarray, fs: int) -> None:
-    """16-bit WAV written beside ``dst`` and renamed into place: a kill or a full disk never leaves half a
-    file under the final name. Encoded in memory first, so a failed write reports the OS's reason (libsndfile
-    says only "System error")."""
-    buf = io.BytesIO()
-    soundfile.write(buf, x, fs, subtype="PCM_16", format="WAV")
-    tmp = dst.with_suffix(".tmp.wav")
-    try:
-        tmp.write_bytes(buf.getvalue())
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise OSError(f"cannot write {tmp}: {e.strerror}") from None
-    tmp.replace(dst)
 
 
 def main(argv=None) -> int:

@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
-import soundfile
 
-from espnet_ext.audio import resample
+from espnet_ext.audio import resample, write_wav_atomic
 from espnet_ext.datadir import spk2utt_from, write_kv
 
 
@@ -171,9 +170,7 @@ def build(sentences_file: Path, out_data: Path, wav_dir: Path, seed: int = 777, 
             path = wav_dir / split / f"{utt}.wav"
             x = render(text, voice, emo, rng, fs)  # always drawn, so the jitter does not depend on resuming
             if not path.exists():
-                tmp = path.with_suffix(".tmp.wav")
-                soundfile.write(str(tmp), x, fs, subtype="PCM_16")
-                tmp.replace(path)
+                write_wav_atomic(path, x, fs)
             files["wav.scp"][utt] = str(path.resolve())
             files["text"][utt] = text
             files["utt2spk"][utt] = voice.name

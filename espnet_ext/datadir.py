@@ -241,9 +241,11 @@ def subset(src: Path, dst: Path, utts: Iterable[str]) -> int:
     return len(utts)
 
 
-def split(data_dir: Path, num: int, by_speaker: bool = False) -> List[Path]:
-    """Split into ``data_dir/split{num}/{1..num}``, contiguous blocks of utterances (or speakers)."""
+def split(data_dir: Path, num: int, by_speaker: bool = False, out: Optional[Path] = None) -> List[Path]:
+    """Split into ``out/{1..num}`` (default ``data_dir/split{num}``, Kaldi's place), contiguous blocks of
+    utterances (or speakers). The recipe splits elsewhere so that ``dump/raw`` stays as stage 2 wrote it."""
     data_dir = Path(data_dir)
+    out_root = Path(out) if out is not None else data_dir / f"split{num}"
     utt2spk = read_kv(data_dir / "utt2spk")
     units = sorted(set(utt2spk.values())) if by_speaker else list(utt2spk)
     if num < 1 or num > len(units):
@@ -253,7 +255,7 @@ def split(data_dir: Path, num: int, by_speaker: bool = False) -> List[Path]:
     for i in range(num):
         part = units[i * len(units) // num:(i + 1) * len(units) // num]
         utts = [u for u in utt2spk if utt2spk[u] in set(part)] if by_speaker else part
-        dst = data_dir / f"split{num}" / str(i + 1)
+        dst = out_root / str(i + 1)
         if dst.exists():
             shutil.rmtree(dst)
         subset(data_dir, dst, utts)

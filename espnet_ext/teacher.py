@@ -1,30 +1,39 @@
 """Teacher targets (stage 4): unique teacher prompts, sharded resumable greedy generation by the frozen
 LLM, and the merge into Kaldi text files per data dir and task. Used by bin/teacher_generate.py (the
-stage) and bin/text_system.py (the text baselines, which reuse stage 4's replies)."""
+stage) and bin/text_system.py (the text baselines, which reuse stage 4's replies).
+
+The recipe keeps ``dump/raw`` read-only after stage 2: targets go to ``<teacher dir>/<set>/`` (``targets``
+maps each data dir to its target dir), beside a ``meta.yaml`` that says which LLM, weights and prompts
+wrote them, so that a second teacher never rewrites the references of the first."""
 import hashlib
 import json
 import logging
+import os
 import time
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
+import yaml
 from tqdm import tqdm
 
-from espnet_ext.datadir import read_kv, write_kv
+from espnet_ext.datadir import read_kv, write_atomic, write_kv
 from espnet_ext.palign.prompts import copied_targets, teacher_prompt
 
 FIELD_FILES = {"pitch": "utt2pitch", "pace": "utt2pace", "loudness": "utt2loudness"}
+FINGERPRINT_FILE = "llm_fingerprint"  # written by the generate step: the weights that wrote the replies
 
 
 def prompt_id(task: str, user: str) -> str:
     return hashlib.sha1(f"{task}\n{user}".encode()).hexdigest()[:16]
 
 
-def utterance_prompts(d: Path, tasks: List[str], conf: dict):
-    """(utt, task, teacher user turn) for every utterance of a data dir and every generated task."""
+def utterance_prompts(d: Path, tasks: List[str], conf: dict, extra_dir: Optional[Path] = None):
+    """(utt, task, teacher user turn) for every utterance of a data dir and every generated task. The
+    measured-prosody fields (style prompts) are read from ``extra_dir`` (the target dir) or ``d``."""
     text = read_kv(d / "text")
     emo = read_kv(d / "utt2emo") if (d / "utt2emo").exists() else {}
-    fields = {name: read_kv(d / f) for name, f in FIELD_FILES.items() if (d / f).exists()}
+    fields = {name: read_kv(where / f) for name, f in FIELD_FILES.items()
+              for where in [extra_dir or d] if (where / f).exists()}
     for utt in text:
         extra = {name: kv[utt] for name, kv in fields.items() if utt in kv}
         for task in tasks:
@@ -33,10 +42,22 @@ def utterance_prompts(d: Path, tasks: List[str], conf: dict):
                                                 where=f"{d}: utterance '{utt}': ", extra=extra)
 
 
-def prepare(data_dirs: List[Path], tasks: List[str], conf: dict, out: Path) -> int:
+def target_dirs(data_dirs: Sequence[Path], root: Optional[Path]) -> Dict[Path, Path]:
+    """Where each data dir's targets go: ``root/<name of the data dir>``, or the data dir itself."""
+    if root is None:
+        return {d: d for d in data_dirs}
+    names = [d.name for d in data_dirs]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise SystemExit(f"teacher targets: data dirs share the name(s) {twice}; their targets would collide in {root}")
+    return {d: root / d.name for d in data_dirs}
+
+
+def prepare(data_dirs: List[Path], tasks: List[str], conf: dict, out: Path,
+            targets: Optional[Dict[Path, Path]] = None) -> int:
     prompts: Dict[str, dict] = {}
     for d in data_dirs:
-        for utt, task, user in utterance_prompts(d, tasks, conf):
+        for utt, task, user in utterance_prompts(d, tasks, conf, (targets or {}).get(d)):
             prompts.setdefault(prompt_id(task, user), {"id": prompt_id(task, user), "task": task, "user": user})
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "prompts.jsonl", "w", encoding="utf-8") as f:
@@ -105,6 +126,7 @@ def generate(out: Path, shard: int, num_shards: int, llm_conf: dict, system, bat
         return 0
     llm = FrozenLLM(llm_conf["name_or_path"], dtype=llm_conf.get("dtype", "auto"), system=system,
                     attn_implementation=llm_conf.get("attn_implementation", "sdpa"), device=device)
+    write_atomic(out / FINGERPRINT_FILE, (llm.fingerprint + "\n").encode())  # for merge's meta.yaml
     todo.sort(key=lambda p: len(p["user"]))  # similar lengths batch with little padding
     start, tokens = time.time(), 0
     with open(replies_path, "a", encoding="utf-8") as f:
@@ -119,20 +141,24 @@ def generate(out: Path, shard: int, num_shards: int, llm_conf: dict, system, bat
     return len(todo)
 
 
-def merge(data_dirs: List[Path], tasks: List[str], conf: dict, out: Path, known: Sequence[Path] = ()) -> None:
-    """Write ``<data_dir>/<task>`` and ``<task>_prompt`` for every dir and task. Every reply is looked up
-    before anything is written, so a missing one leaves the data dirs as they were."""
+def merge(data_dirs: List[Path], tasks: List[str], conf: dict, out: Path, known: Sequence[Path] = (),
+          targets: Optional[Dict[Path, Path]] = None) -> None:
+    """Write ``<task>`` and ``<task>_prompt`` of every data dir and task into its target dir (``targets``;
+    default the data dir itself). Every reply is looked up before anything is written, so a missing one
+    leaves every target dir as it was."""
+    targets = targets or {d: d for d in data_dirs}
     replies: Dict[str, str] = known_replies(known)
     for path in sorted(out.glob("replies.*.jsonl")):
         for r in read_jsonl(path):
             replies[r["id"]] = r["reply"]
     writes: List[tuple] = []  # (path, items, log line)
     for d in data_dirs:
+        t = targets[d]
         for task, source in copied_targets(conf).items():
             if task in tasks:  # e.g. asr: the target is the transcript itself
-                writes.append((d / task, read_kv(d / source), f"{d}/{task}: copied from {source}"))
+                writes.append((t / task, read_kv(d / source), f"{t}/{task}: copied from {d}/{source}"))
         by_task: Dict[str, Dict[str, str]] = {}
-        for utt, task, user in utterance_prompts(d, tasks, conf):
+        for utt, task, user in utterance_prompts(d, tasks, conf, t):
             by_task.setdefault(task, {})[utt] = user
         for task, users in by_task.items():
             result, empty = {}, 0
@@ -147,10 +173,40 @@ def merge(data_dirs: List[Path], tasks: List[str], conf: dict, out: Path, known:
                     reply = "..."  # the LLM stopped at once; keep a visible token rather than an empty line
                 result[utt] = reply
             # The teacher's user turn of each utterance, one line each, for the KL loss.
-            writes.append((d / f"{task}_prompt", {u: v.replace("\n", "\\n") for u, v in users.items()}, None))
-            writes.append((d / task, result, f"{d}/{task}: {len(result)} replies"
+            writes.append((t / f"{task}_prompt", {u: v.replace("\n", "\\n") for u, v in users.items()}, None))
+            writes.append((t / task, result, f"{t}/{task}: {len(result)} replies"
                            + (f" ({empty} empty, written as '...')" if empty else "")))
     for path, items, message in writes:
+        path.parent.mkdir(parents=True, exist_ok=True)
         write_kv(path, items)
         if message:
             logging.info(message)
+
+
+def file_sha1(path: Path) -> str:
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
+def write_meta(out: Path, cfg: dict, tasks: Sequence[str]) -> dict:
+    """``out/meta.yaml``: which LLM (id and weights fingerprint), prompts and generation settings wrote the
+    targets in ``out``. Stage 6 refuses targets whose fingerprint is not that of the LLM it trains with."""
+    fp = out / FINGERPRINT_FILE
+    prompts = cfg["prompt_conf"]
+    prompts_sha1 = (file_sha1(Path(os.path.expandvars(prompts))) if isinstance(prompts, str)
+                    else hashlib.sha1(yaml.safe_dump(prompts, sort_keys=True).encode()).hexdigest())
+    meta = {"llm": cfg["llm_conf"]["name_or_path"],
+            "llm_fingerprint": fp.read_text().strip() if fp.exists() else None,
+            "prompt_conf": prompts if isinstance(prompts, str) else "(inline)", "prompt_conf_sha1": prompts_sha1,
+            "max_new_tokens": cfg.get("max_new_tokens", 64), "tasks": list(tasks)}
+    write_atomic(out / "meta.yaml", yaml.safe_dump(meta, sort_keys=False).encode())
+    return meta
+
+
+def check_meta(meta_path: Path, llm_fingerprint: str) -> None:
+    """Refuse targets written by other weights than the LLM the encoder is aligned to."""
+    meta = yaml.safe_load(Path(meta_path).read_text()) or {}
+    theirs = meta.get("llm_fingerprint")
+    if theirs and theirs != llm_fingerprint:
+        raise SystemExit(f"{meta_path}: these targets were written by {meta.get('llm')} with weights fingerprint "
+                         f"{theirs[:12]}, but the LLM being trained against has fingerprint {llm_fingerprint[:12]}; "
+                         f"rerun stage 4 with this LLM or train against the LLM that wrote them")

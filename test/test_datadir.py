@@ -93,6 +93,10 @@ def test_subset_split_combine_roundtrip(data_dir, tmp_path):
 def test_split_script_and_too_many_parts(data_dir):
     run([str(UTILS / "split_data_dir.sh"), str(data_dir), "2"])
     assert (data_dir / "split2" / "2" / "wav.scp").exists()
+    elsewhere = data_dir.parent / "decode_logdir" / "split3"  # stage 7: the data dir stays untouched
+    run([str(UTILS / "split_data_dir.sh"), str(data_dir), "3", "--out", str(elsewhere)])
+    assert [datadir.validate(elsewhere / str(i))["utterances"] for i in (1, 2, 3)] == [2, 2, 2]
+    assert not (data_dir / "split3").exists()
     proc = run([str(UTILS / "split_data_dir.sh"), str(data_dir), "7"], check=False)
     assert proc.returncode == 1 and "cannot split 6 utterances into 7 parts" in proc.stderr
 

@@ -28,6 +28,8 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
         assert f"dump/raw/{split}: OK, {n} utterances" in log
     assert (recipe / "dump" / "raw" / "test" / "utt2dur").exists()
     assert "Stage 2: format audio" in log and "Finished stages 1-2" in log
+    dump = recipe / "dump" / "raw"
+    after_stage2 = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in dump.rglob("*") if p.is_file()}
     bad = run(["./run.sh", "--stage", "1", "--no_such_option", "1"], cwd=recipe, check=False)
     assert bad.returncode != 0 and "invalid option '--no_such_option'" in bad.stderr
 
@@ -44,8 +46,12 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
     for split in ("test", "test_unseen"):
         replies = datadir.read_kv(exp / "decode" / split / "text")
         assert list(replies) == list(datadir.read_kv(recipe / "dump" / "raw" / split / "utt2spk"))
-        teacher = datadir.read_kv(recipe / "dump" / "raw" / split / "response")
+        teacher = datadir.read_kv(recipe / "exp" / "teacher_tiny" / split / "response")
         assert list(teacher) == list(replies)
+    # dump/raw is as stage 2 wrote it: the teacher's targets live in its own dir, with what wrote them
+    assert {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in dump.rglob("*") if p.is_file()} == after_stage2
+    meta = yaml.safe_load((recipe / "exp" / "teacher_tiny" / "meta.yaml").read_text())
+    assert len(meta["llm_fingerprint"]) == 40 and meta["prompt_conf"].endswith("emotion.yaml")
     # The semantic-only baseline trains the same tasks on their _neutral targets: no target names the emotion.
     semantic = recipe / "exp" / "palign_train_tiny_response_neutral"
     data_files = {}
@@ -53,10 +59,11 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
         config = yaml.safe_load((d / "config.yaml").read_text())
         data_files[name] = {field: path for path, field, _ in config["train_data_path_and_name_and_type"]}
         assert data_files[name]["spk_mean"] == "exp/spk_stats/train_tiny/train/spk_mean.scp"  # speaker_norm
-    assert [data_files["main"][t] for t in ("response", "emotion")] == ["dump/raw/train/response",
-                                                                        "dump/raw/train/emotion"]
-    assert [data_files["semantic"][t] for t in ("response", "emotion")] == ["dump/raw/train/response_neutral",
-                                                                            "dump/raw/train/emotion_neutral"]
+    assert [data_files["main"][t] for t in ("response", "emotion")] == ["exp/teacher_tiny/train/response",
+                                                                        "exp/teacher_tiny/train/emotion"]
+    assert [data_files["semantic"][t] for t in ("response", "emotion")] == [
+        "exp/teacher_tiny/train/response_neutral", "exp/teacher_tiny/train/emotion_neutral"]
+    assert yaml.safe_load((exp / "config.yaml").read_text())["teacher_meta"] == "exp/teacher_tiny/meta.yaml"
     # ... and no emotion classifier either: its auxiliary loss is off
     assert yaml.safe_load((semantic / "config.yaml").read_text())["aux_conf"]["weight"] == 0
     assert yaml.safe_load((exp / "config.yaml").read_text())["aux_conf"]["weight"] > 0

@@ -55,6 +55,34 @@ def test_generate_resumes_after_interruption(tiny_llm, small_corpus, tmp_path):
             assert list(read_kv(f"{d}/{task}")) == list(read_kv(f"{d}/text"))
 
 
+def test_a_second_teacher_leaves_the_first_ones_targets_and_the_data_alone(tiny_llm, small_corpus, tmp_path):
+    """The recipe's stage 4: targets go to <teacher dir>/<set>/ with meta.yaml; the data dir is not written."""
+    from espnet_ext.palign.llm import FrozenLLM
+
+    data = small_corpus / "test"
+    before = {p.name: p.read_bytes() for p in data.iterdir() if p.is_file()}
+    outs = []
+    for name, tokens in (("teacher_a", 5), ("teacher_b", 2)):
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(yaml.safe_dump({"llm_conf": {"name_or_path": str(tiny_llm)}, "prompt_conf": str(PROMPTS),
+                                          "batch_size": 8, "max_new_tokens": tokens}))
+        out = tmp_path / name
+        common = ["--config", str(config), "--out", str(out), "--data_dirs", str(data), "--targets_dir", str(out)]
+        for step in ("prepare", "generate", "merge"):
+            assert teacher_generate.main([step, *common] if step != "generate" else [step, *common[:4]]) == 0
+        outs.append(out)
+        if name == "teacher_a":
+            first = (out / "test" / "response").read_bytes()
+    assert (outs[0] / "test" / "response").read_bytes() == first  # untouched by teacher_b
+    assert (outs[1] / "test" / "response").read_bytes() != first  # 2 tokens, not 5
+    assert {p.name: p.read_bytes() for p in data.iterdir() if p.is_file()} == before
+    meta = yaml.safe_load((outs[0] / "meta.yaml").read_text())
+    assert meta["max_new_tokens"] == 5 and meta["llm"] == str(tiny_llm)
+    teacher.check_meta(outs[0] / "meta.yaml", FrozenLLM(str(tiny_llm)).fingerprint)  # the same weights: fine
+    with pytest.raises(SystemExit, match="written by .* fingerprint .* but the LLM being trained against"):
+        teacher.check_meta(outs[0] / "meta.yaml", "0" * 40)
+
+
 def test_merge_names_utterance_without_reply(small_corpus, tmp_path):
     config = tmp_path / "teacher.yaml"
     config.write_text(yaml.safe_dump({"llm_conf": {"name_or_path": "unused"}, "prompt_conf": str(PROMPTS)}))

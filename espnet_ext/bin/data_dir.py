@@ -27,6 +27,7 @@ def main(argv=None) -> int:
     p.add_argument("data_dir", type=Path)
     p.add_argument("num", type=int)
     p.add_argument("--per-spk", action="store_true", help="never split a speaker across parts")
+    p.add_argument("--out", type=Path, default=None, help="parts go to OUT/1..N (default DIR/splitN)")
     p = sub.add_parser("combine", help="merge data dirs into DST")
     p.add_argument("dst", type=Path)
     p.add_argument("srcs", type=Path, nargs="+")
@@ -63,7 +64,7 @@ def main(argv=None) -> int:
             n = datadir.subset(args.src, args.dst, keep)
             print(f"{args.dst}: {n} utterances from {args.src}")
         elif args.cmd == "split":
-            parts = datadir.split(args.data_dir, args.num, by_speaker=args.per_spk)
+            parts = datadir.split(args.data_dir, args.num, by_speaker=args.per_spk, out=args.out)
             print(f"{args.data_dir}: split into {len(parts)} parts under {parts[0].parent}")
         elif args.cmd == "relabel":
             import yaml

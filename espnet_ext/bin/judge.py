@@ -72,7 +72,10 @@ def main(argv=None) -> int:
     p.add_argument("--hyp", type=Path, default=None, help="replies (Kaldi text)")
     p.add_argument("--output", type=Path, default=None, help="the scores (Kaldi text), with --hyp")
     p.add_argument("--calibrate", type=Path, default=None,
-                   help="rate --ref_dir's response and response_neutral and write the verdict to this JSON")
+                   help="rate the teacher's response and response_neutral (in --targets_dir) and write the "
+                        "verdict to this JSON")
+    p.add_argument("--targets_dir", type=Path, default=None,
+                   help="stage 4's target dir of --ref_dir's set (exp/teacher_*/<set>); default --ref_dir")
     p.add_argument("--config", type=Path, required=True, help="judge YAML: llm_conf, judge_prompt, prompt_conf")
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--device", default="cpu")
@@ -82,8 +85,9 @@ def main(argv=None) -> int:
         p.error("give either --hyp (with --output) or --calibrate")
     judge = Judge(args.config, args.device, args.batch_size)
     if args.calibrate is not None:
-        verdict = calibration(judge.rate(args.ref_dir, read_kv(args.ref_dir / "response")),
-                              judge.rate(args.ref_dir, read_kv(args.ref_dir / "response_neutral")))
+        targets = args.targets_dir or args.ref_dir
+        verdict = calibration(judge.rate(args.ref_dir, read_kv(targets / "response")),
+                              judge.rate(args.ref_dir, read_kv(targets / "response_neutral")))
         args.calibrate.parent.mkdir(parents=True, exist_ok=True)
         args.calibrate.write_text(json.dumps(verdict, indent=1) + "\n")
         logging.info(f"judge calibration: {verdict}")

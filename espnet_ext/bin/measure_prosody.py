@@ -48,11 +48,16 @@ def in_words(values: Dict[str, float], utt2spk: Dict[str, str], kind: str) -> Di
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--data_dir", type=Path, required=True)
+    p.add_argument("--out_dir", type=Path, default=None,
+                   help="where utt2pitch, utt2pace, utt2loudness go (the recipe: stage 4's target dir); "
+                        "default the data dir")
     p.add_argument("--fs", type=int, default=16000)
     args = p.parse_args(argv)
+    out = args.out_dir or args.data_dir
+    out.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if all((args.data_dir / f"utt2{k}").exists() for k in WORDS):
-        logging.info(f"{args.data_dir}: prosody already measured")
+    if all((out / f"utt2{k}").exists() for k in WORDS):
+        logging.info(f"{out}: prosody already measured")
         return 0
     wav_scp, text, utt2spk = (read_kv(args.data_dir / f) for f in ("wav.scp", "text", "utt2spk"))
     raw = {k: {} for k in WORDS}
@@ -61,8 +66,8 @@ def main(argv=None) -> int:
         for k in WORDS:
             raw[k][utt] = m[k]
     for k in WORDS:
-        write_kv(args.data_dir / f"utt2{k}", in_words(raw[k], utt2spk, k))
-    logging.info(f"{args.data_dir}: utt2pitch, utt2pace, utt2loudness for {len(wav_scp)} utterances")
+        write_kv(out / f"utt2{k}", in_words(raw[k], utt2spk, k))
+    logging.info(f"{out}: utt2pitch, utt2pace, utt2loudness for {len(wav_scp)} utterances")
     return 0
 
 

@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -43,13 +44,15 @@ def same_utterances(got: dict, got_path: Path, want: dict, want_path: Path) -> d
 
 
 def score(ref_dir: Path, hyp_dir: Path, label_words: dict, probe_train=None, probe_test=None,
-          embedder=None) -> dict:
-    for path, what in ((ref_dir / "response", "the teacher's replies: run stage 4"),
+          embedder=None, targets_dir: Optional[Path] = None) -> dict:
+    """``targets_dir`` holds the teacher's ``response`` (stage 4's target dir); default ``ref_dir``."""
+    targets_dir = targets_dir or ref_dir
+    for path, what in ((targets_dir / "response", "the teacher's replies: run stage 4"),
                        (ref_dir / "utt2emo", "the emotion labels"), (hyp_dir / "text", "the system output: decode first")):
         if not path.is_file():
             raise SystemExit(f"score: {path} does not exist ({what})")
-    refs = read_kv(ref_dir / "response")
-    hyps = same_utterances(read_kv(hyp_dir / "text"), hyp_dir / "text", refs, ref_dir / "response")
+    refs = read_kv(targets_dir / "response")
+    hyps = same_utterances(read_kv(hyp_dir / "text"), hyp_dir / "text", refs, targets_dir / "response")
     emo = read_kv(ref_dir / "utt2emo")
     out = {"num_utts": len(refs)}
     out.update(metrics.rouge(hyps, refs))
@@ -80,7 +83,9 @@ def score(ref_dir: Path, hyp_dir: Path, label_words: dict, probe_train=None, pro
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ref_dir", type=Path, required=True, help="test data dir with response, utt2emo, utt2spk")
+    p.add_argument("--ref_dir", type=Path, required=True, help="test data dir with utt2emo, utt2spk")
+    p.add_argument("--targets_dir", type=Path, default=None,
+                   help="dir with the teacher's response (stage 4: exp/teacher_*/<set>); default --ref_dir")
     p.add_argument("--hyp_dir", type=Path, required=True, help="dir with text [, emotion, judge]")
     p.add_argument("--output", type=Path, required=True, help="scores.json")
     p.add_argument("--probe_train", type=Path, default=None)
@@ -102,7 +107,8 @@ def main(argv=None) -> int:
             word = words_of(conf, label)[0]
             label_words[label] = tuple(metrics.EMOTION_WORDS.get(word, (word,)))
     embedder = None if args.no_semantic else metrics.reply_similarity(args.bertscore_model, args.bertscore_layers)
-    result = score(args.ref_dir, args.hyp_dir, label_words, args.probe_train, args.probe_test, embedder)
+    result = score(args.ref_dir, args.hyp_dir, label_words, args.probe_train, args.probe_test, embedder,
+                   args.targets_dir)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=1) + "\n")
     logging.info(f"{args.output}: " + ", ".join(f"{k}={v:.3f}" for k, v in result.items() if isinstance(v, float)))

@@ -6,7 +6,9 @@ Three steps, so that generation can be sharded and resumed:
   generate  shard JOB of N: greedy replies, appended to OUT/replies.JOB.jsonl after every batch; a rerun
             skips prompts already answered and drops a half-written last line, so nothing is lost or
             duplicated
-  merge     write <data_dir>/<task> (Kaldi text: utt reply) for every data dir and task
+  merge     write <task> (Kaldi text: utt reply) and <task>_prompt of every data dir and task into
+            --targets_dir/<data dir name>/ (the recipe: OUT itself, so dump/raw stays as stage 2 wrote it;
+            without --targets_dir, into the data dir) and OUT/meta.yaml (LLM, weights fingerprint, prompts)
 """
 import argparse
 import logging
@@ -16,13 +18,15 @@ from pathlib import Path
 import yaml
 
 from espnet_ext.palign.prompts import load_prompt_conf
-from espnet_ext.teacher import generate, merge, prepare
+from espnet_ext.teacher import generate, merge, prepare, target_dirs, write_meta
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("step", choices=["prepare", "generate", "merge"])
     p.add_argument("--out", type=Path, required=True, help="teacher dir (prompts.jsonl, replies.*.jsonl)")
     p.add_argument("--data_dirs", type=Path, nargs="*", default=[])
+    p.add_argument("--targets_dir", type=Path, default=None,
+                   help="write each data dir's targets to TARGETS_DIR/<its name>/ (default: into the data dir)")
     p.add_argument("--tasks", nargs="+", default=["response", "response_neutral"])
     p.add_argument("--config", type=Path, required=True,
                    help="teacher YAML: llm_conf, prompt_conf, batch_size, max_new_tokens")
@@ -35,13 +39,14 @@ def main(argv=None) -> int:
         cfg = yaml.safe_load(f)
     conf = load_prompt_conf(cfg["prompt_conf"])
     if args.step == "prepare":
-        n = prepare(args.data_dirs, args.tasks, conf, args.out)
+        n = prepare(args.data_dirs, args.tasks, conf, args.out, target_dirs(args.data_dirs, args.targets_dir))
         logging.info(f"{n} unique teacher prompts in {args.out / 'prompts.jsonl'}")
     elif args.step == "generate":
         generate(args.out, args.shard, args.num_shards, cfg["llm_conf"], conf.get("system"),
                  cfg.get("batch_size", 16), cfg.get("max_new_tokens", 64), args.device)
     else:
-        merge(args.data_dirs, args.tasks, conf, args.out)
+        merge(args.data_dirs, args.tasks, conf, args.out, targets=target_dirs(args.data_dirs, args.targets_dir))
+        write_meta(args.out, cfg, args.tasks)
     return 0
 
 

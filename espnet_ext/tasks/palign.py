@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 from typing import Callable, Collection, Dict, List, Optional, Tuple
 
 import humanfriendly
@@ -38,6 +39,7 @@ from espnet_ext.palign.frontend import MelPitchFrontend, WhisperPitchFrontend
 from espnet_ext.palign.llm import ChatTokenizer, FrozenLLM
 from espnet_ext.palign.model import IGNORE, ParaAlignModel, SpeechAdapter
 from espnet_ext.palign.prompts import load_prompt_conf
+from espnet_ext.teacher import check_meta
 
 frontend_choices = ClassChoices(
     "frontend", classes=dict(default=DefaultFrontend, s3prl=S3prlFrontend, mel_pitch=MelPitchFrontend,
@@ -127,6 +129,9 @@ class PalignTask(AbsTask):
         group.add_argument("--aux_conf", action=NestedDictAction, default={},
                            help="auxiliary emotion classifier on the pooled encoder output: weight (0: off, the "
                                 "paper's pure alignment), labels (the utt2emo labels, in order)")
+        group.add_argument("--teacher_meta", type=str_or_none, default=None,
+                           help="stage 4's meta.yaml: training refuses targets written by other LLM weights "
+                                "(checked where the file exists; a packed model used elsewhere skips it)")
         group.add_argument("--speaker_norm", type=str2bool, default=False,
                            help="subtract each speaker's mean frontend features (data field spk_mean, "
                                 "written by bin/speaker_stats.py); one file alone is normalised by itself")
@@ -191,6 +196,11 @@ class PalignTask(AbsTask):
         llm = FrozenLLM(llm_conf["name_or_path"], dtype=llm_conf["dtype"], system=system,
                         attn_implementation=llm_conf.get("attn_implementation"),
                         gradient_checkpointing=llm_conf.get("gradient_checkpointing", False))
+        meta = getattr(args, "teacher_meta", None)
+        if meta and Path(meta).exists():
+            check_meta(Path(meta), llm.fingerprint)
+        elif meta:
+            logging.warning(f"--teacher_meta {meta} does not exist here: the targets' LLM is not checked")
 
         if args.input_size is None:
             frontend = frontend_choices.get_class(args.frontend)(**args.frontend_conf)

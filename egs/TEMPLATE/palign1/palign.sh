@@ -166,18 +166,21 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     log "Stage 4: teacher replies (${teacher_tasks}) from the frozen LLM -> ${teacher_dir}"
     _dirs=""; for dset in ${all_sets}; do _dirs+=" ${data_feats}/${dset}"; done
     if [[ " ${teacher_tasks} " == *" style "* ]]; then  # style prompts spell out measured prosody
-        for d in ${_dirs}; do ${python} -m espnet_ext.bin.measure_prosody --data_dir "${d}"; done
+        for d in ${_dirs}; do
+            ${python} -m espnet_ext.bin.measure_prosody --data_dir "${d}" --out_dir "${teacher_dir}/$(basename "${d}")"
+        done
     fi
     # shellcheck disable=SC2086
     ${python} -m espnet_ext.bin.teacher_generate prepare --config "${teacher_config}" --out "${teacher_dir}" \
-        --tasks ${teacher_tasks} --data_dirs ${_dirs}
+        --tasks ${teacher_tasks} --data_dirs ${_dirs} --targets_dir "${teacher_dir}"
     _n=$(min "${teacher_nj}" "$(wc -l < "${teacher_dir}/prompts.jsonl")")
     ${decode_cmd} --num_threads "$(( $(nproc) / _n > 0 ? $(nproc) / _n : 1 ))" JOB=1:"${_n}" \
         "${teacher_dir}/log/generate.JOB.log" ${python} -m espnet_ext.bin.teacher_generate generate \
         --config "${teacher_config}" --out "${teacher_dir}" --shard JOB --num_shards "${_n}" --device "${_device}"
     # shellcheck disable=SC2086
+    # The targets go to ${teacher_dir}/<set>/ with meta.yaml: dump/raw stays as stage 2 wrote it.
     ${python} -m espnet_ext.bin.teacher_generate merge --config "${teacher_config}" --out "${teacher_dir}" \
-        --tasks ${teacher_tasks} --data_dirs ${_dirs}
+        --tasks ${teacher_tasks} --data_dirs ${_dirs} --targets_dir "${teacher_dir}"
 fi
 
 # Data options shared by stages 5 and 6: speech, one target file per task of the training config, and
@@ -207,14 +210,14 @@ set_data_opts() {  # called when stage 4's files exist; $1=encoder_only: no LLM 
         fi
         for _t in ${_tasks}; do
             _file=${_t}
-            if [ -n "${_suffix}" ] && [ -e "${data_feats}/${_dset}/${_t}_prompt" ]; then
+            if [ -n "${_suffix}" ] && [ -e "${teacher_dir}/${_dset}/${_t}_prompt" ]; then
                 _file=${_t}${_suffix}
-                [ -e "${data_feats}/${_dset}/${_file}" ] || {
-                    log "${data_feats}/${_dset}/${_file} is missing: add ${_file} to --teacher_tasks (stage 4)"; exit 2; }
+                [ -e "${teacher_dir}/${_dset}/${_file}" ] || {
+                    log "${teacher_dir}/${_dset}/${_file} is missing: add ${_file} to --teacher_tasks (stage 4)"; exit 2; }
             fi
-            _data_opts+=(--${_phase}_data_path_and_name_and_type "${data_feats}/${_dset}/${_file},${_t},text")
+            _data_opts+=(--${_phase}_data_path_and_name_and_type "${teacher_dir}/${_dset}/${_file},${_t},text")
             if [ "${_loss}" = kl ]; then
-                _data_opts+=(--${_phase}_data_path_and_name_and_type "${data_feats}/${_dset}/${_file}_prompt,${_t}_prompt,text")
+                _data_opts+=(--${_phase}_data_path_and_name_and_type "${teacher_dir}/${_dset}/${_file}_prompt,${_t}_prompt,text")
             fi
         done
     done
@@ -281,8 +284,8 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     # shellcheck disable=SC2086
     ${cuda_cmd} --gpu "${ngpu}" --num_threads "${num_threads}" "${palign_exp}/train.log" \
         ${python} -m espnet_ext.bin.palign_train --config "${palign_config}" --use_preprocessor true \
-        "${_data_opts[@]}" "${_opts[@]}" --resume true --ngpu "${ngpu}" --output_dir "${palign_exp}" \
-        --train_shape_file "${stats_dir}/train/speech_shape.shuffled" --train_shape_file "${stats_dir}/train/response_shape" \
+        "${_data_opts[@]}" "${_opts[@]}" --teacher_meta "${teacher_dir}/meta.yaml" --resume true --ngpu "${ngpu}" \
+        --output_dir "${palign_exp}" --train_shape_file "${stats_dir}/train/speech_shape.shuffled" --train_shape_file "${stats_dir}/train/response_shape" \
         --valid_shape_file "${stats_dir}/valid/speech_shape" --valid_shape_file "${stats_dir}/valid/response_shape" \
         ${palign_args}
     grep -E "[0-9]+epoch results" "${palign_exp}/train.log" | sed 's/^.*INFO: //' >&2 || true
@@ -296,7 +299,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     for dset in ${test_sets}; do
         _dir=${palign_exp}/${inference_tag}/${dset}; mkdir -p "${_dir}/logdir"
         _n=$(min "${inference_nj}" "$(wc -l < "${data_feats}/${dset}/wav.scp")")
-        utils/split_data_dir.sh "${data_feats}/${dset}" "${_n}" > /dev/null
+        utils/split_data_dir.sh "${data_feats}/${dset}" "${_n}" --out "${_dir}/logdir/split${_n}" > /dev/null
         _spk=(); [ "${speaker_norm}" = True ] && _spk=(--spk_mean_scp "${spk_stats}/${dset}/spk_mean.scp")
         # The reply, and the answer to "What emotion do you hear?" (the prompt config's student 'emotion'
         # turn) from the same encoding, with the reply's token budget: the text baselines' answers get the
@@ -305,7 +308,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
         ${decode_cmd} --gpu "$("${gpu_inference}" && echo 1 || echo 0)" \
             --num_threads "$(( $(nproc) / _n > 0 ? $(nproc) / _n : 1 ))" JOB=1:"${_n}" "${_dir}/logdir/decode.JOB.log" \
             ${python} -m espnet_ext.bin.palign_inference --model_dir "${palign_exp}" "${_opts[@]}" \
-            --data_dir "${data_feats}/${dset}/split${_n}/JOB" --output "${_dir}/logdir/text.JOB" \
+            --data_dir "${_dir}/logdir/split${_n}/JOB" --output "${_dir}/logdir/text.JOB" \
             --emotion_output "${_dir}/logdir/emotion.JOB" "${_spk[@]}" --device "${_device}" ${inference_args}
         for f in text emotion; do
             for i in $(seq "${_n}"); do cat "${_dir}/logdir/${f}.${i}"; done | LC_ALL=C sort > "${_dir}/${f}"
@@ -321,7 +324,7 @@ judge_passed() {
     [ -n "${judge_config}" ] || return 1
     if [ ! -s "${judge_calibration}" ]; then
         ${python} -m espnet_ext.bin.judge --config "${judge_config}" --ref_dir "${data_feats}/${valid_set}" \
-            --calibrate "${judge_calibration}" --device "${_device}"
+            --targets_dir "${teacher_dir}/${valid_set}" --calibrate "${judge_calibration}" --device "${_device}"
     fi
     ${python} -c "import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))['passed'] else 1)" "${judge_calibration}"
 }
@@ -331,7 +334,7 @@ score_system() {
         ${python} -m espnet_ext.bin.judge --config "${judge_config}" --ref_dir "${data_feats}/${dset}" \
             --hyp "${hyp}/text" --output "${hyp}/judge" --device "${_device}"
     fi
-    ${python} -m espnet_ext.bin.score --ref_dir "${data_feats}/${dset}" --hyp_dir "${hyp}" \
+    ${python} -m espnet_ext.bin.score --ref_dir "${data_feats}/${dset}" --targets_dir "${teacher_dir}/${dset}" --hyp_dir "${hyp}" \
         --output "${hyp}/scores.json" --prompt_conf "$(conf_get "${teacher_config}" prompt_conf)" \
         --bertscore_model "${bertscore_model}" "$@"
 }

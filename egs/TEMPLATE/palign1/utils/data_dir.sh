@@ -3,7 +3,7 @@
 #   validate_data_dir.sh DIR [--no-audio-check] [--no-emo]
 #   fix_data_dir.sh DIR
 #   subset_data_dir.sh SRC DST (--utt-list F | --first N | --last N | --spk-list F)
-#   split_data_dir.sh DIR N [--per-spk]
+#   split_data_dir.sh DIR N [--per-spk] [--out DIR]
 #   combine_data.sh DST SRC1 SRC2 ...
 #   relabel_data_dir.sh DIR --map FILE.yaml [--section NAME] [--drop-unmapped]
 # All are python -m espnet_ext.bin.data_dir <action>; see its --help.

@@ -626,7 +626,7 @@ def test_score_with_a_missing_reference_file(data_dir, tmp_path):
     (hyp / "text").write_text((data_dir / "text").read_text())
     with pytest.raises(SystemExit, match=r"score: .*data/response does not exist \(the teacher's replies"):
         score.main(["--ref_dir", str(data_dir), "--hyp_dir", str(hyp), "--output", str(tmp_path / "s.json"),
-                    "--no_semantic"])
+                    "--semantic", "false"])
     assert not (tmp_path / "s.json").exists()
 
 
@@ -714,5 +714,5 @@ def test_score_without_the_system_output(data_dir, tmp_path):
     (data_dir / "response").write_text((data_dir / "text").read_text())
     with pytest.raises(SystemExit, match=r"score: .*hyp/text does not exist \(the system output"):
         score.main(["--ref_dir", str(data_dir), "--hyp_dir", str(tmp_path / "hyp"), "--output",
-                    str(tmp_path / "s.json"), "--no_semantic"])
+                    str(tmp_path / "s.json"), "--semantic", "false"])
     assert not (tmp_path / "s.json").exists()

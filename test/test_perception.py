@@ -158,7 +158,7 @@ def test_speaker_norm_subtracts_the_speaker_mean(tiny_llm, tmp_path):
     d = make_data_dir(tmp_path / "data", [("a_1", "a"), ("a_2", "a"), ("b_1", "b")])
     conf = tmp_path / "train.yaml"
     conf.write_text("frontend: mel_pitch\nfrontend_conf:\n  n_mels: 20\n")
-    assert speaker_stats.main(["--config", str(conf), "--data_dirs", str(d), "--out", str(tmp_path / "spk")]) == 0
+    assert speaker_stats.main(["--train_config", str(conf), "--data_dirs", str(d), "--out", str(tmp_path / "spk")]) == 0
     scp = dict(line.split() for line in (tmp_path / "spk" / "data" / "spk_mean.scp").read_text().splitlines())
     assert scp["a_1"] == scp["a_2"] != scp["b_1"]
     fe = speaker_stats.build_frontend(conf)

@@ -1,25 +1,24 @@
 """Transcribe a data dir with Whisper (offline tiny.en by default) -> Kaldi text, for ASR cascades."""
-import argparse
 import logging
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
+from espnet_ext import cli
 from espnet_ext.whisper_asr import WhisperASR
 from espnet_ext.audio import load_mono
 from espnet_ext.datadir import read_kv, write_kv
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = cli.get_parser(__doc__)
     p.add_argument("--data_dir", type=Path, required=True)
     p.add_argument("--output", type=Path, required=True)
     p.add_argument("--model", default=None, help="faster-whisper model name or CTranslate2 folder")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch_size", type=int, default=16, help="utterances per Whisper encoder call")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = cli.parse(p, argv)
     asr = WhisperASR(args.model, device=args.device)
     done = read_kv(args.output) if args.output.exists() else {}
     wav_scp = read_kv(args.data_dir / "wav.scp")

@@ -4,7 +4,6 @@ Looks for ``<fold_dir>/**/scores.json`` under each fold dir (exp/s1 ... exp/s5),
 across folds by its path with the fold's set suffix removed (``test_s3`` -> ``test``), and writes the mean
 and the per-fold values of every numeric score to --output (JSON) and a markdown table to stdout.
 """
-import argparse
 import json
 import re
 import sys
@@ -12,6 +11,8 @@ from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
+
+from espnet_ext import cli
 
 
 def collect(fold_dirs: List[Path]) -> Dict[str, List[dict]]:
@@ -25,10 +26,10 @@ def collect(fold_dirs: List[Path]) -> Dict[str, List[dict]]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = cli.get_parser(__doc__)
     p.add_argument("fold_dirs", type=Path, nargs="+")
     p.add_argument("--output", type=Path, required=True)
-    args = p.parse_args(argv)
+    args = cli.parse(p, argv)
     systems = collect(args.fold_dirs)
     if not systems:
         raise SystemExit(f"no scores.json under {[str(d) for d in args.fold_dirs]}")

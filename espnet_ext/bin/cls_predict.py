@@ -1,25 +1,24 @@
 """Emotion labels predicted by an ESPnet ``cls`` model (espnet2.bin.cls_inference.Classification) for every
 utterance of a data dir -> utt2emo-style file, for the cascade baseline (stage 11)."""
-import argparse
 import logging
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
+from espnet_ext import cli
 from espnet_ext.audio import load_mono
 from espnet_ext.inference import find_model_file
 from espnet_ext.datadir import read_kv, write_kv
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = cli.get_parser(__doc__)
     p.add_argument("--model_dir", type=Path, required=True, help="cls_train output dir (config.yaml, *.pth)")
     p.add_argument("--data_dir", type=Path, required=True)
     p.add_argument("--output", type=Path, required=True)
     p.add_argument("--device", default="cpu")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = cli.parse(p, argv)
     import espnet2.tasks.cls as cls_task
     from espnet2.bin.cls_inference import Classification
 

@@ -1,32 +1,31 @@
 """Data-dir tools behind egs/TEMPLATE/palign1/utils/*.sh (validate, fix, subset, split, combine)."""
-import argparse
 import sys
 from pathlib import Path
 
-from espnet_ext import datadir
+from espnet_ext import cli, datadir
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m espnet_ext.bin.data_dir", description=__doc__)
+    parser = cli.get_parser(__doc__, prog="python -m espnet_ext.bin.data_dir")
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("validate", help="check a data dir; exit 1 naming file/line/utterance")
     p.add_argument("data_dir", type=Path)
-    p.add_argument("--no-audio-check", action="store_true", help="do not open every audio file")
-    p.add_argument("--no-emo", action="store_true", help="utt2emo is not required")
+    p.add_argument("--audio_check", type=cli.str2bool, default=True, help="open every audio file")
+    p.add_argument("--require_emotion", type=cli.str2bool, default=True, help="utt2emo is required")
     p = sub.add_parser("fix", help="sort, keep utterances found in every file, rebuild spk2utt")
     p.add_argument("data_dir", type=Path)
     p = sub.add_parser("subset", help="copy a data dir keeping some utterances")
     p.add_argument("src", type=Path)
     p.add_argument("dst", type=Path)
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--utt-list", type=Path, help="file whose first column lists utterances to keep")
+    g.add_argument("--utt_list", type=Path, help="file whose first column lists utterances to keep")
     g.add_argument("--first", type=int, help="keep the first N utterances")
     g.add_argument("--last", type=int, help="keep the last N utterances")
-    g.add_argument("--spk-list", type=Path, help="file whose first column lists speakers to keep")
+    g.add_argument("--spk_list", type=Path, help="file whose first column lists speakers to keep")
     p = sub.add_parser("split", help="split into DIR/splitN/{1..N}")
     p.add_argument("data_dir", type=Path)
     p.add_argument("num", type=int)
-    p.add_argument("--per-spk", action="store_true", help="never split a speaker across parts")
+    p.add_argument("--per_spk", type=cli.str2bool, default=False, help="never split a speaker across parts")
     p.add_argument("--out", type=Path, default=None, help="parts go to OUT/1..N (default DIR/splitN)")
     p = sub.add_parser("combine", help="merge data dirs into DST")
     p.add_argument("dst", type=Path)
@@ -35,13 +34,13 @@ def main(argv=None) -> int:
     p.add_argument("data_dir", type=Path)
     p.add_argument("--map", type=Path, required=True, help="YAML mapping label -> new label")
     p.add_argument("--section", default=None, help="use this top-level section of the YAML file")
-    p.add_argument("--drop-unmapped", action="store_true", help="drop (and count) utterances with unmapped labels")
-    args = parser.parse_args(argv)
+    p.add_argument("--drop_unmapped", type=cli.str2bool, default=False, help="drop (and count) utterances with unmapped labels")
+    args = cli.parse(parser, argv)
 
     try:
         if args.cmd == "validate":
-            required = [r for r in datadir.REQUIRED if not (args.no_emo and r == "utt2emo")]
-            counts = datadir.validate(args.data_dir, required, check_audio=not args.no_audio_check)
+            required = [r for r in datadir.REQUIRED if args.require_emotion or r != "utt2emo"]
+            counts = datadir.validate(args.data_dir, required, check_audio=args.audio_check)
             piped = [k for k in counts if k.startswith("piped")]
             print(f"{args.data_dir}: OK" + (" except unchecked commands" if piped else "") + ", "
                   + ", ".join(f"{v} {k}" for k, v in counts.items()))

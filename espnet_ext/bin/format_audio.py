@@ -7,7 +7,6 @@ kept, so an interrupted job resumes where it stopped, unless their source change
 records each source's size and mtime). A truncated WAV or NaN/Inf samples stop the job naming the
 utterance; samples beyond full scale are clipped with a warning that counts them.
 """
-import argparse
 import logging
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 import soundfile
 from tqdm import tqdm
 
+from espnet_ext import cli
 from espnet_ext.audio import check_complete, check_samples, load_mono, write_wav_atomic
 from espnet_ext.datadir import check_id, read_kv, write_kv
 
@@ -37,15 +37,14 @@ def source_signature(value: str, start: str, end: str, channel, fs: int) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = cli.get_parser(__doc__)
     p.add_argument("--in_dir", type=Path, required=True, help="Kaldi data dir (or one split of it)")
     p.add_argument("--out_dir", type=Path, required=True, help="where wav.scp/utt2dur/excluded go")
     p.add_argument("--audio_dir", type=Path, required=True, help="where the WAV files go")
     p.add_argument("--fs", type=int, default=16000)
     p.add_argument("--min_dur", type=float, default=0.1, help="seconds")
     p.add_argument("--max_dur", type=float, default=30.0, help="seconds")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = cli.parse(p, argv)
 
     wav_scp = read_kv(args.in_dir / "wav.scp", allow_empty_value=False)
     seg_path = args.in_dir / "segments"

@@ -7,7 +7,6 @@ Calibration (``--calibrate OUT.json``): before its scores are shown, a judge mus
 emotion-conditioned replies (``response``) above the transcript-only replies (``response_neutral``) of a
 held-in data dir. A judge that does not is reported as "failed calibration", not as a score.
 """
-import argparse
 import json
 import logging
 import os
@@ -18,6 +17,7 @@ from pathlib import Path
 import yaml
 from tqdm import tqdm
 
+from espnet_ext import cli
 from espnet_ext.datadir import read_kv, write_kv
 from espnet_ext.palign.prompts import label_words, load_prompt_conf
 
@@ -43,13 +43,12 @@ def calibration(teacher: dict, text_only: dict) -> dict:
 
 
 class Judge:
-    def __init__(self, config: Path, device: str, batch_size: int = 16):
+    def __init__(self, llm_conf: dict, judge_prompt: str, prompt_conf, device: str, batch_size: int = 16):
         from espnet_ext.palign.llm import FrozenLLM
 
-        cfg = yaml.safe_load(config.read_text())
-        self.prompt = yaml.safe_load(Path(os.path.expandvars(cfg["judge_prompt"])).read_text())
-        self.words = load_prompt_conf(cfg["prompt_conf"])
-        self.llm = FrozenLLM(cfg["llm_conf"]["name_or_path"], dtype=cfg["llm_conf"].get("dtype", "auto"),
+        self.prompt = yaml.safe_load(Path(os.path.expandvars(judge_prompt)).read_text())
+        self.words = load_prompt_conf(prompt_conf)
+        self.llm = FrozenLLM(llm_conf["name_or_path"], dtype=llm_conf.get("dtype", "auto"),
                              system=self.prompt.get("system"), device=device)
         self.batch_size = batch_size
 
@@ -67,7 +66,7 @@ class Judge:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = cli.get_parser(__doc__)
     p.add_argument("--ref_dir", type=Path, required=True, help="test data dir (text, utt2emo)")
     p.add_argument("--hyp", type=Path, default=None, help="replies (Kaldi text)")
     p.add_argument("--output", type=Path, default=None, help="the scores (Kaldi text), with --hyp")
@@ -76,14 +75,16 @@ def main(argv=None) -> int:
                         "verdict to this JSON")
     p.add_argument("--targets_dir", type=Path, default=None,
                    help="stage 4's target dir of --ref_dir's set (exp/teacher_*/<set>); default --ref_dir")
-    p.add_argument("--config", type=Path, required=True, help="judge YAML: llm_conf, judge_prompt, prompt_conf")
-    p.add_argument("--batch_size", type=int, default=16)
+    cli.add_llm_options(p, generation=False)  # a judge YAML (--config) sets them, with judge_prompt
+    p.add_argument("--judge_prompt", default=None, help="YAML with the judge's system and user turns")
     p.add_argument("--device", default="cpu")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = cli.parse(p, argv)
     if (args.hyp is None) == (args.calibrate is None):
         p.error("give either --hyp (with --output) or --calibrate")
-    judge = Judge(args.config, args.device, args.batch_size)
+    if not args.judge_prompt:
+        p.error("--judge_prompt is required (or a judge YAML given as --config)")
+    conf = cli.llm_conf(args)
+    judge = Judge(conf["llm_conf"], args.judge_prompt, conf["prompt_conf"], args.device, args.batch_size)
     if args.calibrate is not None:
         targets = args.targets_dir or args.ref_dir
         verdict = calibration(judge.rate(args.ref_dir, read_kv(targets / "response")),

@@ -3,7 +3,6 @@
 Systems are found by where their scores lie: ``palign_<tag>/<decode>/<set>`` (ParaAlign; a tag ending in
 ``_response_neutral`` is the semantic-only baseline) and ``baselines/<system>/<set>``.
 """
-import argparse
 import json
 import platform
 import re
@@ -14,6 +13,8 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 import yaml
+
+from espnet_ext import cli
 
 SYSTEM_NAMES = {
     "topline": "Topline: transcript + true emotion (the teacher)",
@@ -220,14 +221,14 @@ def environment() -> List[str]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = cli.get_parser(__doc__)
     p.add_argument("--expdir", type=Path, required=True)
     p.add_argument("--test_sets", nargs="+", required=True)
     p.add_argument("--output", type=Path, default=Path("RESULTS.md"))
     p.add_argument("--configs", type=Path, nargs="*", default=[])
     p.add_argument("--judge_config", type=Path, default=None)
     p.add_argument("--notes", type=Path, default=None, help="markdown inserted after the tables (e.g. run time)")
-    args = p.parse_args(argv)
+    args = cli.parse(p, argv)
     systems = find_systems(args.expdir, args.test_sets)
     if not systems:
         raise SystemExit(f"no scores.json under {args.expdir} for {args.test_sets}: run stage 8 first")

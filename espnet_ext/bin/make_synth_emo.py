@@ -1,14 +1,14 @@
 """Stage 1 of egs/synth_emo: synthesise the embedded expressive corpus into Kaldi data dirs."""
-import argparse
 import logging
 import sys
 from pathlib import Path
 
+from espnet_ext import cli
 from espnet_ext.synth.synth_emo import Design, build
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = cli.get_parser(__doc__)
     p.add_argument("--sentences", type=Path, required=True, help="one sentence a line")
     p.add_argument("--data_dir", type=Path, default=Path("data"))
     p.add_argument("--wav_dir", type=Path, default=Path("downloads/synth_emo"))
@@ -16,8 +16,7 @@ def main(argv=None) -> int:
     p.add_argument("--fs", type=int, default=16000)
     for field, default in Design().__dict__.items():
         p.add_argument(f"--{field}", type=int, default=default)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = cli.parse(p, argv)
     design = Design(**{k: getattr(args, k) for k in Design().__dict__})
     counts = build(args.sentences, args.data_dir, args.wav_dir, seed=args.seed, fs=args.fs, design=design)
     for split, c in counts.items():

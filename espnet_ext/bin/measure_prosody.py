@@ -2,7 +2,6 @@
 speech) and loudness (RMS dB), put into words relative to the same speaker's other utterances
 (terciles: low/medium/high pitch, slow/moderate/fast pace, quiet/moderate/loud) -> utt2pitch, utt2pace,
 utt2loudness. Relative to the speaker, so a deep voice is not "low pitch" in every utterance."""
-import argparse
 import logging
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Dict
 import numpy as np
 from tqdm import tqdm
 
+from espnet_ext import cli
 from espnet_ext.audio import load_mono
 from espnet_ext.datadir import read_kv, write_kv
 
@@ -46,16 +46,15 @@ def in_words(values: Dict[str, float], utt2spk: Dict[str, str], kind: str) -> Di
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = cli.get_parser(__doc__)
     p.add_argument("--data_dir", type=Path, required=True)
     p.add_argument("--out_dir", type=Path, default=None,
                    help="where utt2pitch, utt2pace, utt2loudness go (the recipe: stage 4's target dir); "
                         "default the data dir")
     p.add_argument("--fs", type=int, default=16000)
-    args = p.parse_args(argv)
+    args = cli.parse(p, argv)
     out = args.out_dir or args.data_dir
     out.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if all((out / f"utt2{k}").exists() for k in WORDS):
         logging.info(f"{out}: prosody already measured")
         return 0

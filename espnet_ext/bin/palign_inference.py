@@ -7,14 +7,12 @@
 Any sample rate, mono or stereo (down-mixed). The data-dir mode appends after every batch and skips
 utterances already in --output, so a killed job resumes without loss or duplicates.
 """
-import argparse
 import logging
 import sys
 from pathlib import Path
 
-import torch
-import yaml
 
+from espnet_ext import cli
 from espnet_ext.audio import load_mono
 from espnet_ext.inference import FS, batch_tensor, decode_dir, load_model, question
 
@@ -43,7 +41,7 @@ def check_inputs(parser, args) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.get_parser(__doc__)
     p.add_argument("--model_dir", type=Path, required=True, help="training dir with config.yaml")
     p.add_argument("--model_file", type=Path, default=None, help="default: *.ave.pth, *.best.pth or last epoch")
     g = p.add_mutually_exclusive_group(required=True)
@@ -58,18 +56,8 @@ def main(argv=None) -> int:
     p.add_argument("--task", default="response", help="whose student prompt is used when --prompt is not given")
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--max_new_tokens", type=int, default=64)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--config", type=Path, default=None, help="YAML whose keys set the defaults of these options")
-    pre, _ = p.parse_known_args(argv)
-    if pre.config is not None:
-        with open(pre.config, encoding="utf-8") as f:
-            conf = yaml.safe_load(f) or {}
-        unknown = sorted(set(conf) - {a.dest for a in p._actions})
-        if unknown:
-            p.error(f"{pre.config}: unknown option(s) {unknown}")
-        p.set_defaults(**conf)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    args = cli.parse(p, argv)
     check_inputs(p, args)  # before the model loads: a typo costs no LLM start-up
     model, train_args = load_model(args.model_dir, args.model_file, args.device)
     task, user = question(model, train_args, args.task, args.prompt)

@@ -1,15 +1,14 @@
 """Mean-pooled speech tokens of a trained encoder for every utterance of data dirs -> .npz (x, y, keys),
 the input of stage 8's linear probe (does the speech-token space carry the emotion?). Several data dirs
 (with one --output, --spk_mean_scp and --max_utts each) share one process: the model loads once."""
-import argparse
 import logging
 import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
+from espnet_ext import cli
 from espnet_ext.audio import load_mono
 from espnet_ext.inference import FS, batch_tensor, load_model, speaker_means
 from espnet_ext.datadir import read_kv
@@ -32,7 +31,7 @@ def pool(model, data_dir: Path, output: Path, spk_mean, max_utts: int, batch_siz
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = cli.get_parser(__doc__)
     p.add_argument("--model_dir", type=Path, required=True)
     p.add_argument("--model_file", type=Path, default=None)
     p.add_argument("--data_dir", type=Path, nargs="+", required=True)
@@ -42,9 +41,8 @@ def main(argv=None) -> int:
     p.add_argument("--max_utts", type=int, nargs="+", default=[0],
                    help="use at most N utterances (evenly spread); 0: all (one value, or one per data dir)")
     p.add_argument("--batch_size", type=int, default=16)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    args = cli.parse(p, argv)
     n = len(args.data_dir)
     if len(args.output) != n or len(args.spk_mean_scp) not in (0, n) or len(args.max_utts) not in (1, n):
         p.error("give one --output (and one --spk_mean_scp, --max_utts if any) per --data_dir")

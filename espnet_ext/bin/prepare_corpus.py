@@ -4,24 +4,23 @@
   prepare_corpus msp_podcast --root $MSP_PODCAST --out data [--classes A H S N ... --missing_transcript drop|asr]
   prepare_corpus expresso --root $EXPRESSO --out data [--splits_dir DIR --conversational false]
 """
-import argparse
-import logging
 import sys
 from pathlib import Path
 
+from espnet_ext import cli
 from espnet_ext.corpora import expresso, iemocap, msp_podcast
 from espnet_ext.corpora.common import CorpusError
 from espnet_ext.datadir import DataDirError
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.get_parser(__doc__)
     sub = p.add_subparsers(dest="corpus", required=True)
     for name in ("iemocap", "msp_podcast", "expresso"):
         s = sub.add_parser(name)
         s.add_argument("--root", type=Path, required=True, help="corpus root (from db.sh)")
         s.add_argument("--out", type=Path, default=Path("data"))
-        s.add_argument("--no_audio_check", action="store_true", help="do not open every audio file")
+        s.add_argument("--audio_check", type=cli.str2bool, default=True, help="open every audio file")
         if name == "iemocap":
             s.add_argument("--test_session", type=int, default=5)
             s.add_argument("--label_map", default="4class", choices=sorted(iemocap.LABEL_MAPS))
@@ -33,10 +32,10 @@ def main(argv=None) -> int:
             s.add_argument("--missing_transcript", choices=["drop", "asr"], default="drop")
         if name == "expresso":
             s.add_argument("--splits_dir", type=Path, default=None, help="default: ROOT/splits")
-            s.add_argument("--conversational", choices=["true", "false"], default="false")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    check = not args.no_audio_check
+            s.add_argument("--conversational", type=cli.str2bool, default=False,
+                           help="also the improvised dialogues (one channel per speaker)")
+    args = cli.parse(p, argv)
+    check = args.audio_check
     try:
         if args.corpus == "iemocap":
             counts = iemocap.prepare(args.root, args.out, args.test_session, args.label_map, args.valid_ratio,
@@ -46,7 +45,7 @@ def main(argv=None) -> int:
             classes = [c for arg in args.classes for c in arg.replace(",", " ").split()]
             counts = msp_podcast.prepare(args.root, args.out, classes, args.missing_transcript, check)
         else:
-            counts = expresso.prepare(args.root, args.out, args.splits_dir, args.conversational == "true",
+            counts = expresso.prepare(args.root, args.out, args.splits_dir, args.conversational,
                                       args.missing_transcript, check)
     except (CorpusError, DataDirError) as e:
         print(f"ERROR: {e}", file=sys.stderr)

@@ -6,11 +6,12 @@
                      on --corpus; for tests and smoke runs
 A folder that already holds a model is left as it is (delete it to rebuild).
 """
-import argparse
 import logging
 import sys
 from pathlib import Path
 from typing import Iterable
+
+from espnet_ext import cli
 
 CHATML = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
@@ -68,12 +69,11 @@ def build_tiny(out: Path, corpus: Iterable[str], vocab_size: int = 600, hidden: 
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.get_parser(__doc__)
     p.add_argument("--source", choices=["smollm2", "tiny"], required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--corpus", type=Path, nargs="*", default=[], help="tiny: text files to train BPE on")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = cli.parse(p, argv)
     if (args.out / "config.json").exists():
         logging.info(f"{args.out} already holds a model; nothing to do")
         return 0

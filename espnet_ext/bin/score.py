@@ -6,7 +6,6 @@ hear?" (``--hyp_dir``/emotion), pooled speech tokens for the linear probe (``--p
 dir: ``response`` (emotion-conditioned teacher replies), ``utt2emo``, and ``utt2sentid`` (or ``text``) with
 ``utt2spk`` to form minimal pairs.
 """
-import argparse
 import json
 import logging
 import sys
@@ -15,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from espnet_ext import metrics
+from espnet_ext import cli, metrics
 from espnet_ext.datadir import read_kv
 
 
@@ -82,7 +81,7 @@ def score(ref_dir: Path, hyp_dir: Path, label_words: dict, probe_train=None, pro
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.get_parser(__doc__)
     p.add_argument("--ref_dir", type=Path, required=True, help="test data dir with utt2emo, utt2spk")
     p.add_argument("--targets_dir", type=Path, default=None,
                    help="dir with the teacher's response (stage 4: exp/teacher_*/<set>); default --ref_dir")
@@ -91,13 +90,12 @@ def main(argv=None) -> int:
     p.add_argument("--probe_train", type=Path, default=None)
     p.add_argument("--probe_test", type=Path, default=None)
     p.add_argument("--prompt_conf", type=Path, default=None, help="for the label words of the emotion mapper")
-    p.add_argument("--no_semantic", action="store_true", help="skip the semantic similarity")
+    p.add_argument("--semantic", type=cli.str2bool, default=True, help="the semantic similarity (BERTScore or cosine)")
     p.add_argument("--bertscore_model", default="roberta-large",
                    help="BERTScore model (folder or HF id), used when it is on this machine; else the "
                         "all-MiniLM-L6-v2 cosine; '' for the cosine always")
     p.add_argument("--bertscore_layers", type=int, default=None, help="BERTScore layer (default: bert-score's)")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = cli.parse(p, argv)
     label_words = dict(metrics.EMOTION_WORDS)
     if args.prompt_conf is not None:  # corpus labels (neu, hap, ...) -> the words an answer may use
         from espnet_ext.palign.prompts import label_words as words_of, load_prompt_conf
@@ -106,7 +104,7 @@ def main(argv=None) -> int:
         for label in conf.get("labels", {}):
             word = words_of(conf, label)[0]
             label_words[label] = tuple(metrics.EMOTION_WORDS.get(word, (word,)))
-    embedder = None if args.no_semantic else metrics.reply_similarity(args.bertscore_model, args.bertscore_layers)
+    embedder = None if not args.semantic else metrics.reply_similarity(args.bertscore_model, args.bertscore_layers)
     result = score(args.ref_dir, args.hyp_dir, label_words, args.probe_train, args.probe_test, embedder,
                    args.targets_dir)
     args.output.parent.mkdir(parents=True, exist_ok=True)

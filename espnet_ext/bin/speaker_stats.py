@@ -7,7 +7,6 @@ Only audio is used, no label: at test time this is what a system may know of a s
 
     python -m espnet_ext.bin.speaker_stats --config conf/train.yaml --data_dirs dump/raw/train ... --out exp/spk_stats/x
 """
-import argparse
 import logging
 import sys
 from collections import defaultdict
@@ -18,6 +17,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from espnet_ext import cli
 from espnet_ext.audio import load_mono
 from espnet_ext.datadir import read_kv, write_kv
 
@@ -63,13 +63,13 @@ def speaker_means(utt_means: dict, utt2spk: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", type=Path, required=True, help="training YAML (its frontend and frontend_conf)")
+    p = cli.get_parser(__doc__)
+    p.add_argument("--train_config", type=Path, required=True,
+                   help="the training YAML, whose frontend and frontend_conf compute the features")
     p.add_argument("--data_dirs", type=Path, nargs="+", required=True)
     p.add_argument("--out", type=Path, required=True, help="OUT/<set name>/spk_mean.scp is written")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    frontend = build_frontend(args.config)
+    args = cli.parse(p, argv)
+    frontend = build_frontend(args.train_config)
     for d in args.data_dirs:
         out = args.out / d.name
         wav_scp = read_kv(d / "wav.scp")

@@ -10,40 +10,35 @@ Three steps, so that generation can be sharded and resumed:
             --targets_dir/<data dir name>/ (the recipe: OUT itself, so dump/raw stays as stage 2 wrote it;
             without --targets_dir, into the data dir) and OUT/meta.yaml (LLM, weights fingerprint, prompts)
 """
-import argparse
 import logging
 import sys
 from pathlib import Path
 
-import yaml
-
+from espnet_ext import cli
 from espnet_ext.palign.prompts import load_prompt_conf
 from espnet_ext.teacher import generate, merge, prepare, target_dirs, write_meta
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.get_parser(__doc__)
     p.add_argument("step", choices=["prepare", "generate", "merge"])
     p.add_argument("--out", type=Path, required=True, help="teacher dir (prompts.jsonl, replies.*.jsonl)")
     p.add_argument("--data_dirs", type=Path, nargs="*", default=[])
     p.add_argument("--targets_dir", type=Path, default=None,
                    help="write each data dir's targets to TARGETS_DIR/<its name>/ (default: into the data dir)")
     p.add_argument("--tasks", nargs="+", default=["response", "response_neutral"])
-    p.add_argument("--config", type=Path, required=True,
-                   help="teacher YAML: llm_conf, prompt_conf, batch_size, max_new_tokens")
+    cli.add_llm_options(p)  # a teacher YAML (--config) sets them
     p.add_argument("--shard", type=int, default=1)
     p.add_argument("--num_shards", type=int, default=1)
     p.add_argument("--device", default="cpu")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    with open(args.config, encoding="utf-8") as f:
-        cfg = yaml.safe_load(f)
+    args = cli.parse(p, argv)
+    cfg = cli.llm_conf(args)
     conf = load_prompt_conf(cfg["prompt_conf"])
     if args.step == "prepare":
         n = prepare(args.data_dirs, args.tasks, conf, args.out, target_dirs(args.data_dirs, args.targets_dir))
         logging.info(f"{n} unique teacher prompts in {args.out / 'prompts.jsonl'}")
     elif args.step == "generate":
         generate(args.out, args.shard, args.num_shards, cfg["llm_conf"], conf.get("system"),
-                 cfg.get("batch_size", 16), cfg.get("max_new_tokens", 64), args.device)
+                 cfg["batch_size"], cfg["max_new_tokens"], args.device)
     else:
         merge(args.data_dirs, args.tasks, conf, args.out, targets=target_dirs(args.data_dirs, args.targets_dir))
         write_meta(args.out, cfg, args.tasks)

@@ -5,36 +5,32 @@ Writes <out_dir>/text (replies) and <out_dir>/emotion (answers to "What emotion 
 files a speech system's decode writes, so stage 8 scores both alike. Prompts are the teacher templates of
 the prompt config; generation is cached in --cache and resumable like stage 4.
 """
-import argparse
 import logging
 import shutil
 import sys
 from pathlib import Path
 
-import yaml
-
-from espnet_ext import teacher
+from espnet_ext import cli, teacher
 from espnet_ext.datadir import read_kv, write_kv
 from espnet_ext.palign.prompts import load_prompt_conf
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.get_parser(__doc__)
     p.add_argument("--ref_dir", type=Path, required=True, help="test data dir (text, utt2emo)")
     p.add_argument("--out_dir", type=Path, required=True)
-    p.add_argument("--config", type=Path, required=True, help="teacher YAML (llm_conf, prompt_conf, ...)")
+    cli.add_llm_options(p)  # the teacher YAML (--config) sets them
     p.add_argument("--cache", type=Path, required=True, help="generation cache dir")
     p.add_argument("--known_replies", type=Path, nargs="*", default=[],
                    help="generation dirs whose replies are reused (stage 4's teacher dir: the same LLM and "
                         "prompts, so the topline, oracle and cascade prompts need no new generation)")
     p.add_argument("--transcripts", type=Path, default=None, help="Kaldi text replacing the oracle transcripts")
     p.add_argument("--labels", type=Path, default=None, help="utt2emo replacing the true labels (predictions)")
-    p.add_argument("--with_emotion", choices=["true", "false"], required=True,
+    p.add_argument("--with_emotion", type=cli.str2bool, required=True,
                    help="write the (true or --labels) emotion into the prompt")
     p.add_argument("--device", default="cpu")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    cfg = yaml.safe_load(args.config.read_text())
+    args = cli.parse(p, argv)
+    cfg = cli.llm_conf(args)
     conf = load_prompt_conf(cfg["prompt_conf"])
 
     view = args.out_dir / "view"  # the test set as this system sees it
@@ -49,12 +45,12 @@ def main(argv=None) -> int:
             if missing:
                 raise SystemExit(f"{src}: no entry for utterance '{missing[0]}' ({len(missing)} missing)")
             write_kv(view / name, {u: kv[u] for u in ref})
-    reply_task, emotion_task = (("response", "emotion") if args.with_emotion == "true"
+    reply_task, emotion_task = (("response", "emotion") if args.with_emotion
                                 else ("response_neutral", "emotion_neutral"))
     tasks = [reply_task, emotion_task]
     teacher.prepare([view], tasks, conf, args.cache)
-    teacher.generate(args.cache, 1, 1, cfg["llm_conf"], conf.get("system"), cfg.get("batch_size", 16),
-                     cfg.get("max_new_tokens", 64), args.device, args.known_replies)
+    teacher.generate(args.cache, 1, 1, cfg["llm_conf"], conf.get("system"), cfg["batch_size"],
+                     cfg["max_new_tokens"], args.device, args.known_replies)
     teacher.merge([view], tasks, conf, args.cache, args.known_replies)
     shutil.copy(view / reply_task, args.out_dir / "text")
     shutil.copy(view / emotion_task, args.out_dir / "emotion")

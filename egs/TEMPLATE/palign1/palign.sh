@@ -230,7 +230,7 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
         log "Stage 5: each speaker's mean features (speaker_norm) -> ${spk_stats}"
         _dirs=""; for dset in ${all_sets}; do _dirs+=" ${data_feats}/${dset}"; done
         # shellcheck disable=SC2086
-        ${python} -m espnet_ext.bin.speaker_stats --config "${palign_config}" --data_dirs ${_dirs} --out "${spk_stats}"
+        ${python} -m espnet_ext.bin.speaker_stats --train_config "${palign_config}" --data_dirs ${_dirs} --out "${spk_stats}"
     fi
     set_data_opts
     log "Stage 5: collect feature statistics and shapes -> ${stats_dir}"

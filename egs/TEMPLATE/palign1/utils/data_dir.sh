@@ -6,8 +6,22 @@
 #   split_data_dir.sh DIR N [--per-spk] [--out DIR]
 #   combine_data.sh DST SRC1 SRC2 ...
 #   relabel_data_dir.sh DIR --map FILE.yaml [--section NAME] [--drop-unmapped]
-# All are python -m espnet_ext.bin.data_dir <action>; see its --help.
+# All are python -m espnet_ext.bin.data_dir <action>; see its --help. Kaldi's flags are kept here and
+# spelt in the program's one style (--no-audio-check -> --audio_check false, --utt-list -> --utt_list).
 set -euo pipefail
+args=()
+for a in "$@"; do
+    case "$a" in
+        --no-audio-check) args+=(--audio_check false) ;;
+        --no-emo) args+=(--require_emotion false) ;;
+        --per-spk) args+=(--per_spk true) ;;
+        --drop-unmapped) args+=(--drop_unmapped true) ;;
+        --utt-list) args+=(--utt_list) ;;
+        --spk-list) args+=(--spk_list) ;;
+        *) args+=("$a") ;;
+    esac
+done
+set -- ${args[@]+"${args[@]}"}
 case "$(basename "$0")" in
     validate_data_dir.sh) action=validate ;;
     fix_data_dir.sh) action=fix ;;

@@ -1,0 +1,52 @@
+"""One command-line style for every program in ``bin/``, ESPnet's: ``config_argparse`` (``--config`` is a
+YAML whose keys set the defaults of the options, as in ``espnet2/bin``), ``--log_level``, and yes/no options
+given as ``true``/``false`` (ESPnet's ``str2bool``)."""
+import argparse
+import logging
+from typing import List, Optional
+
+from espnet2.utils.config_argparse import ArgumentParser
+from espnet2.utils.types import str2bool
+
+LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
+
+__all__ = ["add_llm_options", "get_parser", "llm_conf", "parse", "str2bool"]
+
+
+def get_parser(doc: Optional[str], **kwargs) -> ArgumentParser:
+    """A parser with ``--config`` (option defaults from YAML) and ``--log_level``."""
+    p = ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+    p.add_argument("--log_level", type=lambda s: s.upper(), default="INFO",
+                   choices=("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"), help="the logging level")
+    return p
+
+
+def add_llm_options(p: argparse.ArgumentParser, generation: bool = True) -> None:
+    """The frozen LLM and prompt config a program generates with (a teacher or judge YAML in ``--config``
+    sets them), in the keys the training YAML uses."""
+    from espnet2.utils.nested_dict_action import NestedDictAction
+
+    p.add_argument("--llm_conf", action=NestedDictAction, default={},
+                   help="the frozen LLM: name_or_path (HF id or local folder), dtype, attn_implementation")
+    p.add_argument("--prompt_conf", default=None, help="prompt YAML (teacher and student turns, label words)")
+    p.add_argument("--batch_size", type=int, default=16)
+    if generation:
+        p.add_argument("--max_new_tokens", type=int, default=64)
+
+
+def llm_conf(args: argparse.Namespace) -> dict:
+    """``--llm_conf`` and ``--prompt_conf`` as one dict, checked: a clear error instead of a KeyError."""
+    if not (args.llm_conf or {}).get("name_or_path"):
+        raise SystemExit("--llm_conf name_or_path=... is required (or a teacher/judge YAML given as --config)")
+    if not args.prompt_conf:
+        raise SystemExit("--prompt_conf is required (or a teacher/judge YAML given as --config)")
+    return {"llm_conf": dict(args.llm_conf), "prompt_conf": args.prompt_conf, "batch_size": args.batch_size,
+            "max_new_tokens": getattr(args, "max_new_tokens", None)}
+
+
+def parse(p: argparse.ArgumentParser, argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """Parse ``argv`` and set up logging at ``--log_level``."""
+    args = p.parse_args(argv)
+    logging.basicConfig(format=LOG_FORMAT)  # a no-op where a handler exists (an importing program's, pytest's)
+    logging.getLogger().setLevel(args.log_level)
+    return args

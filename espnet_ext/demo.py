@@ -1,0 +1,142 @@
+"""What the web demo shows for one recording (bin/demo.py puts it on a page): the frozen LLM's reply from the
+speech tokens, its answer to "What emotion do you hear in my voice?", a transcript-only system's reply (the
+offline Whisper transcript into the same frozen LLM), and a pitch/loudness picture of the input.
+
+The reply goes through the same path as ``palign_inference --wav`` (load_mono, batch_tensor, the model's
+greedy ``answer``), so the page shows what the CLI prints for the same file."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+
+from espnet_ext.audio import load_mono
+from espnet_ext.datadir import read_kv
+from espnet_ext.inference import FS, batch_tensor, find_model_file, load_model, question
+from espnet_ext.palign.prompts import teacher_prompt
+
+MAX_SECONDS = 30.0
+SILENCE_PEAK = 1e-3  # below about -60 dBFS everywhere: nothing was recorded
+
+
+class DemoInputError(ValueError):
+    """A recording the demo cannot answer; the message is shown in the page."""
+
+
+@dataclass
+class DemoResult:
+    reply: str
+    emotion: str
+    transcript: str
+    text_reply: str
+    seconds: float
+    timings: Dict[str, float] = field(default_factory=dict)
+
+
+def read_recording(path: Optional[str]) -> np.ndarray:
+    """The recording as 16 kHz mono float32, or a DemoInputError that says what is wrong with it."""
+    if not path:
+        raise DemoInputError("No recording: record with the microphone or upload an audio file first.")
+    try:
+        x = load_mono(str(path), FS)
+    except Exception as e:  # noqa: BLE001 - any decoder failure is the same message to a visitor
+        reason = str(e).replace(str(path), Path(path).name)  # not the server's upload path
+        raise DemoInputError(f"Cannot read this file as audio ({type(e).__name__}: {reason}). "
+                             f"Upload a WAV, FLAC or OGG file.") from None
+    if len(x) / FS > MAX_SECONDS:
+        raise DemoInputError(f"The recording is {len(x) / FS:.1f} s long; the demo takes up to {MAX_SECONDS:.0f} s.")
+    if len(x) == 0 or float(np.abs(x).max()) < SILENCE_PEAK:
+        raise DemoInputError("The recording is silent: check the microphone and record again.")
+    return x
+
+
+class DemoBackend:
+    """The trained model, loaded once; ``answer`` does the work of one page submit."""
+
+    def __init__(self, model_dir: Path, model_file: Optional[Path] = None, device: str = "cpu",
+                 max_new_tokens: int = 64, asr_model: Optional[str] = None):
+        self.model_dir = Path(model_dir)
+        self.model_file = Path(model_file) if model_file else find_model_file(self.model_dir)
+        self.model, self.train_args = load_model(self.model_dir, self.model_file, device)
+        self.device, self.max_new_tokens = device, max_new_tokens
+        self.prompt_conf = self.train_args.prompt_conf
+        self.asr, self.asr_error = None, ""
+        try:
+            from espnet_ext.whisper_asr import WhisperASR
+
+            self.asr = WhisperASR(asr_model)
+        except Exception as e:  # noqa: BLE001 - the demo runs without the transcript-only column
+            self.asr_error = f"no offline Whisper model ({e}); the transcript-only column is off"
+            logging.warning(self.asr_error)
+
+    def info(self) -> Dict[str, str]:
+        llm = self.model.llm
+        return {"model": str(self.model_file), "LLM": f"{llm.name_or_path} (weights fingerprint {llm.fingerprint[:12]})",
+                "prompts": f"{self.model_dir / 'config.yaml'} (prompt_conf, inlined at training)",
+                "system prompt": str(self.prompt_conf.get("system") or "(the chat template's default)"),
+                "emotion question": str(self.prompt_conf["student"].get("emotion", "")).replace("<speech>", "").strip(),
+                "tasks": ", ".join(self.model.tasks)}
+
+    @torch.no_grad()
+    def answer(self, x: np.ndarray, prompt: Optional[str] = None) -> DemoResult:
+        start = time.time()
+        speech, lengths = batch_tensor([x], self.device)
+        prompt = (prompt or "").strip() or None
+        questions = {"reply": question(self.model, self.train_args, "response", prompt),
+                     "emotion": question(self.model, self.train_args, "emotion", None)}  # as stage 7 asks
+        out = self.model.answer(speech, lengths, questions, self.max_new_tokens)
+        timings = {"speech": time.time() - start}
+        transcript, text_reply = "", self.asr_error
+        if self.asr is not None:
+            t = time.time()
+            transcript = self.asr.transcribe(x)
+            user = teacher_prompt(self.prompt_conf, "response_neutral", transcript or "...", "")
+            text_reply = self.model.llm.generate_from_text([user], self.max_new_tokens)[0]
+            timings["transcript_only"] = time.time() - t
+        return DemoResult(out["reply"][0], out["emotion"][0], transcript, text_reply, time.time() - start, timings)
+
+
+def prosody_figure(x: np.ndarray):
+    """Pitch (YIN, voiced frames) and loudness (RMS dB) over time: a picture for the page."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from espnet_ext.palign.frontend import yin_pitch
+
+    f0, _ = yin_pitch(torch.from_numpy(x)[None])
+    f0 = f0[0].numpy()
+    hop = 160
+    frames = np.lib.stride_tricks.sliding_window_view(np.pad(x, (200, 200)), 400)[::hop][: len(f0)]
+    db = 20 * np.log10(np.sqrt((frames ** 2).mean(-1)) + 1e-5)
+    t = np.arange(len(f0)) * hop / FS
+    fig, (a, b) = plt.subplots(2, 1, figsize=(7, 3.2), sharex=True)
+    a.plot(t, np.where(f0 > 0, f0, np.nan), ".", markersize=2, color="tab:blue")
+    a.set_ylabel("pitch (Hz)")
+    b.plot(t[: len(db)], db, color="tab:orange")
+    b.set_ylabel("loudness (dB)")
+    b.set_xlabel("time (s)")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def minimal_pair_examples(data_dir: Optional[Path], limit: int = 4) -> List[List[str]]:
+    """One sentence of one voice in every emotion of a data dir (utt2sentid, utt2emo): the same words in
+    four ways, for the page's example buttons. Empty when the dir lacks what is needed."""
+    if data_dir is None or not all((Path(data_dir) / f).exists() for f in ("wav.scp", "utt2emo", "utt2spk")):
+        return []
+    d = Path(data_dir)
+    wav, emo, spk = read_kv(d / "wav.scp"), read_kv(d / "utt2emo"), read_kv(d / "utt2spk")
+    sent = read_kv(d / "utt2sentid") if (d / "utt2sentid").exists() else read_kv(d / "text")
+    groups: Dict[tuple, Dict[str, str]] = {}
+    for utt in sorted(wav):
+        groups.setdefault((spk[utt], sent[utt]), {}).setdefault(emo[utt], utt)
+    best = max(groups.values(), key=len, default={})
+    return [[wav[u], emotion] for emotion, u in sorted(best.items())][:limit]

@@ -5,7 +5,7 @@ faster-whisper model name or CTranslate2 folder can be given instead.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -33,6 +33,15 @@ class WhisperASR:
         segments, _ = self.model.transcribe(audio_16k.astype(np.float32), language="en", beam_size=1,
                                             vad_filter=False, condition_on_previous_text=False)
         return " ".join(s.text.strip() for s in segments).strip()
+
+    def transcribe_words(self, audio_16k: np.ndarray) -> List[Tuple[str, float, float]]:
+        """(word, start s, end s) of a long recording: Whisper's word timestamps, which place a passage
+        transcript's words in the pieces the recording is cut into."""
+        segments, _ = self.model.transcribe(audio_16k.astype(np.float32), language="en", beam_size=1,
+                                            vad_filter=False, condition_on_previous_text=False,
+                                            word_timestamps=True)
+        return [(w.word.strip(), float(w.start), float(w.end)) for s in segments for w in (s.words or [])
+                if w.word.strip()]
 
     def transcribe_batch(self, audios: Sequence[np.ndarray], batch_size: int = 16,
                          window_s: float = 10.0) -> List[str]:

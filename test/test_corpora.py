@@ -250,22 +250,90 @@ def test_expresso_recipe_stages_1_2(tmp_path):
             assert info.samplerate == 16000 and info.channels == 1 and abs(info.duration - 0.6) < 0.01
 
 
-def test_expresso_longform_and_conversation_segments_with_asr(tmp_path):
-    """Longform segments and dialogues have no transcript: Whisper (offline tiny.en) makes one; segments
-    and channels are cut right and the ASR-made transcripts are marked."""
+PASSAGE = ["The old lighthouse stood alone on the rocky coast.", "Every night its keeper climbed the stairs.",
+           "He lit the lamp and watched the ships go by.", "One winter evening a storm came from the north.",
+           "The waves rose higher than the keeper had ever seen.", "Still the light kept turning through the dark.",
+           "By morning the sea was calm again.", "A small boat came into the harbour safely.",
+           "The sailors thanked the keeper for his light.", "He smiled and went to sleep at last."]
+
+
+def spoken(path: Path, sentences, fs: int = 48000, pause_s: float = 0.7, channels: int = 1, silent_channel=None):
+    """Sentences spoken by espeak-ng with pauses between them (a longform passage or a dialogue side)."""
+    from espnet_ext.audio import resample
+    from espnet_ext.synth.espeak import Espeak
+
+    tts, parts = Espeak(), []
+    for text in sentences:
+        parts += [resample(tts.synth(text, rate=170), tts.sample_rate, fs), np.zeros(int(pause_s * fs), np.float32)]
+    x = 0.5 * np.concatenate(parts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if channels == 2:  # a dialogue: the other side is silent while this one speaks
+        x = np.stack([x, np.zeros_like(x)] if silent_channel == 2 else [np.zeros_like(x), x], axis=1)
+    soundfile.write(str(path), x, fs)
+    return len(x) / fs
+
+
+def test_expresso_longform_narration_and_conversations_are_cut_into_pieces(tmp_path):
+    """Long recordings become pieces of <= 15 s at pauses inside their split range, each with its words:
+    read passages from the release's passage transcript (aligned by Whisper word times), conversations from
+    Whisper; narration (longform only) is in every split."""
     root = make_expresso(tmp_path / "expresso")
+    audio = root / "audio_48khz"
+    dur = spoken(audio / "read/ex02/narration/longform/ex02_narration_longform_00001.wav", PASSAGE)
+    spoken(audio / "read/ex01/default/longform/ex01_default_longform_00001.wav", PASSAGE[:6])
+    spoken(audio / "conversational/ex01-ex02/default/ex01-ex02_default_008.wav", PASSAGE[6:9], channels=2)
+    with open(root / "read_transcriptions.txt", "a") as f:
+        f.write(f"ex02_narration_longform_00001\t{' '.join(PASSAGE).replace('stairs', '<breath> stairs')}\n")
+        f.write(f"ex01_default_longform_00001\t{' '.join(PASSAGE[:6])}\n")
+    cut = round(dur * 0.55, 1)
+    ranges = {"train": (None, cut), "valid": (cut, round(dur * 0.8, 1)), "test": (round(dur * 0.8, 1), None)}
+    for name, split in (("train", "train"), ("dev", "valid"), ("test", "test")):
+        a, b = ranges[split]
+        with open(root / "splits" / f"{name}.txt", "a") as f:
+            f.write(f"ex02_narration_longform_00001\t({'' if a is None else f'{a}s'},{'' if b is None else f'{b}s'})\n")
     expresso.prepare(root, tmp_path / "data", conversational=True, missing_transcript="asr")
+    passage_words = set(" ".join(PASSAGE).lower().replace(".", "").split())
+    for split in ("train", "valid", "test"):
+        d = tmp_path / "data" / split
+        datadir.validate(d)
+        emo, text = datadir.read_kv(d / "utt2emo"), datadir.read_kv(d / "text")
+        seg = {k: v.split() for k, v in datadir.read_kv(d / "segments").items()}
+        narration = [u for u in emo if emo[u] == "narration"]
+        assert narration, split  # narration exists only as longform: it must be there
+        lo, hi = ranges[split]
+        for u in narration:
+            start, end = float(seg[u][1]), float(seg[u][2])
+            assert 0 < end - start <= 15.0 and (lo or 0) - 1e-6 <= start and end <= (hi or dur) + 1e-6, (u, seg[u])
+            words = text[u].lower().replace(".", "").split()
+            assert words and set(words) <= passage_words, (u, text[u])  # the passage's words, no tags
+        if split == "train":
+            got = " ".join(text[u] for u in sorted(narration, key=lambda u: float(seg[u][1])))
+            assert got.split()[0] == "The" and "<breath>" not in got and len(got.split()) >= 15
     train = tmp_path / "data" / "train"
+    source, spk, chan = (datadir.read_kv(train / f) for f in ("utt2textsource", "utt2spk", "utt2channel"))
     seg = {k: v.split() for k, v in datadir.read_kv(train / "segments").items()}
-    assert seg["ex01_default_longform_00001_000100-e"] == ["ex01_default_longform_00001", "1.00", "3.00"]
-    assert seg["ex01_happy_00001"] == ["ex01_happy_00001", "0.00", "0.60"]
-    chan = datadir.read_kv(train / "utt2channel")
-    spk = datadir.read_kv(train / "utt2spk")
-    conv = "ex02_ex01-ex02_default_008_000200-e_ch2"
-    assert chan[conv] == "1" and spk[conv] == "ex02" and seg[conv][1:] == ["2.00", "3.00"]
-    source = datadir.read_kv(train / "utt2textsource")
-    assert source[conv] == "asr" and source["ex01_happy_00001"] == "reference"
+    longform = [u for u in seg if u.startswith("ex01_default_longform_00001_")]
+    assert longform and all(source[u] == "reference" and float(seg[u][1]) >= 1.0 for u in longform)
+    conv = [u for u in seg if "ex01-ex02_default_008" in u]
+    assert conv and all(source[u] == "asr" and float(seg[u][1]) >= 2.0 for u in conv)
+    assert {(spk[u], chan[u]) for u in conv} <= {("ex01", "0"), ("ex02", "1")}
+    assert source["ex01_happy_00001"] == "reference"
     assert datadir.read_kv(train / "text")["ex01_happy_00001"] == "We won the game!"
+
+
+def test_cut_at_pauses_packs_regions_up_to_15_s():
+    from espnet_ext.corpora.longform import cut_at_pauses, piece_transcripts
+
+    active = np.zeros(4000, dtype=bool)  # 40 s: speech 0-6, 7-12, 13-19, 19.1-35 (too long: equal parts)
+    for a, b in ((0, 6), (7, 12), (13, 19), (19.1, 35)):
+        active[int(a * 100):int(b * 100)] = True
+    pieces = cut_at_pauses(active)  # 19.0-19.1 is no pause (< 0.2 s): 13-35 is one region, cut in two
+    assert pieces == [(0.0, 12.1), (12.9, 24.0), (24.0, 35.1)]
+    asr = "then a cat sat on the mat and the dog came in quietly".split()  # "sat" heard as "sad" below
+    times = [0.5, 1, 2, 3, 4, 5, 6, 13.5, 14, 15, 16, 17, 18]
+    words = [(w if w != "sat" else "sad", t, t + 0.3) for w, t in zip(asr, times)]
+    passage = "A cat sat on the mat, and the dog came in quietly. The end."
+    assert piece_transcripts(words, pieces, passage) == ["A cat sat on the mat,", "and the dog came in quietly.", ""]
 
 
 # -- combined recipe -------------------------------------------------------------------------------

@@ -52,7 +52,7 @@ def fill_missing_transcripts(utts: List[Utt], how: str, fs: int = 16000) -> List
 
     asr = WhisperASR()
     for u in utts:
-        u.extra["textsource"] = "reference"
+        u.extra.setdefault("textsource", "reference")
     for k in tqdm(range(0, len(missing), 16), desc="transcribing (batches of 16)", mininterval=10):
         batch = missing[k:k + 16]
         texts = asr.transcribe_batch([load_mono(u.wav, fs, u.start or 0.0, u.end, u.channel) for u in batch])

@@ -7,7 +7,10 @@ lines ``id<TAB>(start,end)`` where either end may be empty (``(,60.0s)``). Audio
 stage 2): ``audio_48khz/read/<spk>/<style>/<base|longform>/<id>.wav``; base ids may carry a sub-style
 (``ex03_default_emphasis_00010`` is style ``default``). Conversations (optional) are stereo, one channel per
 speaker: ``ex01-ex02_happy-sad_001`` has ex01 (happy) on channel 1 and ex02 (sad) on channel 2.
-Longform segments and conversations have no transcript in the release: they need --missing_transcript asr.
+Long recordings (the longform read passages, narration among them, and the conversations) are cut into
+pieces of at most 15 s at pauses within their split range (corpora/longform.py): read passages take the
+words of their passage transcript (placed by the offline Whisper's word timestamps), conversations Whisper's
+own words (--missing_transcript asr; otherwise they are dropped and counted).
 """
 from __future__ import annotations
 
@@ -17,11 +20,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from espnet_ext.corpora.common import (CorpusError, Utt, fill_missing_transcripts, log_counts, require_dir,
-                                       write_data_dir)
+from espnet_ext.corpora.common import (CorpusError, Utt, fill_missing_transcripts, log_counts, remove_tags,
+                                       require_dir, write_data_dir)
 
 READ_STYLES = ("default", "confused", "enunciated", "happy", "laughing", "sad", "whisper", "narration")
 SPLIT_NAMES = {"train": "train", "dev": "valid", "test": "test"}
+MAX_PIECE_S = 15.0  # the dataset authors' cut of long recordings
 
 Segment = Tuple[Optional[float], Optional[float]]
 
@@ -97,6 +101,49 @@ def check_release_matches(split_path: Path, entries: List[Tuple[str, Segment]], 
                               f"the release do not match (another copy or speaker set?)")
 
 
+class LazyWhisper:
+    """The offline Whisper, loaded at the first long recording (a release without any loads nothing)."""
+
+    def __init__(self):
+        self._asr = None
+
+    def words(self, x):
+        if self._asr is None:
+            from espnet_ext.whisper_asr import WhisperASR
+
+            self._asr = WhisperASR()
+        return self._asr.transcribe_words(x)
+
+
+def long_pieces(fid: str, seg: Segment, spk: str, style: str, channel: int, wav: Path, passage: Optional[str],
+                kind: str, asr: LazyWhisper, dropped: Counter, fs: int = 16000) -> List[Utt]:
+    """A longform passage or one side of a conversation, within its split range ``seg``, as pieces of at
+    most MAX_PIECE_S cut at pauses. Read passages take their words from the release's passage transcript
+    (aligned by Whisper's word timestamps: 'reference'), conversations Whisper's own ('asr')."""
+    from espnet_ext.audio import load_mono
+    from espnet_ext.corpora.longform import cut_at_pauses, piece_transcripts, speech_activity
+
+    clean = remove_tags(passage) if passage else None
+    if kind == "read" and not clean:
+        dropped["longform passage without a transcript"] += 1
+        return []
+    offset = seg[0] or 0.0
+    x = load_mono(str(wav), fs, offset, seg[1], channel - 1 if channel else None)
+    pieces = cut_at_pauses(speech_activity(x, fs), max_s=MAX_PIECE_S)
+    words = asr.words(x) if pieces else []
+    out = []
+    for (a, b), text in zip(pieces, piece_transcripts(words, pieces, clean)):
+        if not text:
+            dropped["longform piece without words"] += 1
+            continue
+        start, end = round(offset + a, 2), round(offset + b, 2)
+        utt = (fid if kind == "read" else f"{spk}_{fid}") + f"_{seg_tag((start, end))}" + (f"_ch{channel}" if channel else "")
+        out.append(Utt(utt, spk, str(wav), text, style, start=start, end=end,
+                       channel=channel - 1 if channel else None,
+                       extra={"style": style, "corpus": kind, "textsource": "reference" if clean else "asr"}))
+    return out
+
+
 def seg_tag(seg: Segment) -> str:
     """A stable utterance-id part for a segment: start/end in centiseconds ('s' and 'e' for open ends)."""
     start, end = seg
@@ -116,6 +163,7 @@ def prepare(root: Path, out: Path, splits_dir: Optional[Path] = None, conversati
             fid, text = line.split("\t", 1)
             texts[fid.strip()] = text.strip()
     audio = index_audio(root / "audio_48khz")
+    asr = LazyWhisper()
     counts = {}
     for split_file, split in SPLIT_NAMES.items():
         utts: List[Utt] = []
@@ -131,7 +179,14 @@ def prepare(root: Path, out: Path, splits_dir: Optional[Path] = None, conversati
                 dropped["no audio"] += 1
                 continue
             whole_file = seg == (None, None)
+            long = kind == "conversational" or "_longform_" in fid
+            if long and kind == "conversational" and missing_transcript != "asr":
+                dropped["conversational without transcript (use --missing_transcript asr)"] += 1
+                continue
             for spk, style, channel in parts:
+                if long:  # cut into pieces of <= 15 s at pauses, each with its transcript
+                    utts += long_pieces(fid, seg, spk, style, channel, audio[fid], texts.get(fid), kind, asr, dropped)
+                    continue
                 raw = texts.get(fid) if kind == "read" and whole_file else None
                 utt = (fid if kind == "read" else f"{spk}_{fid}") + ("" if whole_file else f"_{seg_tag(seg)}") \
                     + (f"_ch{channel}" if channel else "")
@@ -149,6 +204,7 @@ def prepare(root: Path, out: Path, splits_dir: Optional[Path] = None, conversati
                     u.start = 0.0
         for u in utts:
             u.extra.setdefault("text_emphasis", u.text)
+            u.extra.setdefault("textsource", "reference")
         counts[split] = write_data_dir(out / split, utts, check_audio)
         log_counts(f"Expresso {split}", utts, dropped)
     logging.info("Expresso: style labels are the read styles " + ", ".join(READ_STYLES)

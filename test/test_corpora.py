@@ -171,6 +171,17 @@ def test_iemocap_recipe_stages_1_2(tmp_path):
     assert datadir.validate(recipe / "dump" / "raw" / "test_s3")["utterances"] == 10
 
 
+def test_iemocap_espnet_split(tmp_path):
+    """ESPnet's IEMOCAP split, to compare with its recipe: train Ses01-03 + Ses04F, valid Ses04M, test Ses05."""
+    iemocap.prepare(make_iemocap(tmp_path / "IEMOCAP_full_release"), tmp_path / "data", split="espnet")
+    spks = {name: set(datadir.read_kv(tmp_path / "data" / name / "utt2spk").values())
+            for name in ("train", "valid", "test")}
+    assert spks == {"train": {"Ses01F", "Ses01M", "Ses02F", "Ses02M", "Ses03F", "Ses03M", "Ses04F"},
+                    "valid": {"Ses04M"}, "test": {"Ses05F", "Ses05M"}}
+    with pytest.raises(ValueError, match="--test_session must be 5"):
+        iemocap.prepare(tmp_path / "IEMOCAP_full_release", tmp_path / "d2", test_session=3, split="espnet")
+
+
 def test_iemocap_wrong_root_says_what_is_expected(tmp_path):
     recipe = recipe_copy(tmp_path, "iemocap")
     (tmp_path / "empty").mkdir()

@@ -26,6 +26,9 @@ def main(argv=None) -> int:
             s.add_argument("--label_map", default="4class", choices=sorted(iemocap.LABEL_MAPS))
             s.add_argument("--valid_ratio", type=float, default=0.1)
             s.add_argument("--suffix", default="", help="appended to the split names, e.g. _s5 for a fold")
+            s.add_argument("--split", default="loso", choices=iemocap.SPLITS,
+                           help="loso: test = --test_session, valid = some dialogs of the others; espnet: "
+                                "ESPnet's recipe split (train Ses01-03 + Ses04F, valid Ses04M, test Ses05)")
         elif name == "msp_podcast":
             s.add_argument("--classes", nargs="+", default=list(msp_podcast.DEFAULT_CLASSES))
         if name in ("msp_podcast", "expresso"):
@@ -39,7 +42,7 @@ def main(argv=None) -> int:
     try:
         if args.corpus == "iemocap":
             counts = iemocap.prepare(args.root, args.out, args.test_session, args.label_map, args.valid_ratio,
-                                     args.suffix, check)
+                                     args.suffix, check, args.split)
         elif args.corpus == "msp_podcast":
             # "A,H,S,N" passes through run.sh --local_data_opts as one word; "A H S N" arrives from data.sh
             classes = [c for arg in args.classes for c in arg.replace(",", " ").split()]

@@ -109,17 +109,30 @@ def valid_dialogs(utts: List[Utt], valid_ratio: float) -> set:
     return set(dialogs[:max(1, round(valid_ratio * len(dialogs)))])
 
 
+SPLITS = ("loso", "espnet")
+
+
 def prepare(root: Path, out: Path, test_session: int = 5, label_map: str = "4class", valid_ratio: float = 0.1,
-            suffix: str = "", check_audio: bool = True) -> Dict[str, Dict[str, int]]:
-    """data/{train,valid,test}<suffix>: test = one session, valid = ~valid_ratio of the others' dialogs."""
+            suffix: str = "", check_audio: bool = True, split: str = "loso") -> Dict[str, Dict[str, int]]:
+    """data/{train,valid,test}<suffix>. ``loso``: test = one session, valid = ~valid_ratio of the others'
+    dialogs. ``espnet``: ESPnet's IEMOCAP recipe split, for comparison with its numbers: train Ses01-03 and
+    the female speaker of Ses04, valid the male speaker of Ses04, test Ses05 (``test_session`` must be 5)."""
     if test_session not in range(1, 6):
         raise ValueError(f"--test_session must be 1..5, not {test_session}")
+    if split not in SPLITS:
+        raise ValueError(f"--split must be one of {SPLITS}, not {split!r}")
+    if split == "espnet" and test_session != 5:
+        raise ValueError("--split espnet tests on Session 5 (ESPnet's split); --test_session must be 5")
     sessions = collect(Path(root), label_map)
     rest = [u for s, us in sessions.items() if s != test_session for u in us]
-    valid = valid_dialogs(rest, valid_ratio)
-    splits = {"train": [u for u in rest if _dialog(u) not in valid],
-              "valid": [u for u in rest if _dialog(u) in valid],
-              "test": sessions[test_session]}
+    if split == "espnet":
+        splits = {"train": [u for u in rest if u.spk != "Ses04M"], "valid": [u for u in rest if u.spk == "Ses04M"],
+                  "test": sessions[test_session]}
+    else:
+        valid = valid_dialogs(rest, valid_ratio)
+        splits = {"train": [u for u in rest if _dialog(u) not in valid],
+                  "valid": [u for u in rest if _dialog(u) in valid],
+                  "test": sessions[test_session]}
     counts = {}
     for name, utts in splits.items():
         counts[name + suffix] = write_data_dir(out / f"{name}{suffix}", utts, check_audio)

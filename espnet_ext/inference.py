@@ -1,5 +1,5 @@
-"""Decoding with a trained ParaAlign model: load it (tensors only, strictly), batch audio, answer questions
-about each utterance of a data dir with resumable appends. Used by bin/palign_inference.py (stage 7),
+"""Decoding with a trained ParaAlign model: load it (tensors only, strictly), read a data dir's audio as
+training does, batch it, answer questions about each utterance with resumable appends. Used by bin/palign_inference.py (stage 7),
 bin/pooled_tokens.py (the probe's features) and bin/cls_predict.py (the model-file lookup)."""
 import logging
 from pathlib import Path
@@ -9,7 +9,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from espnet_ext.audio import load_mono
 from espnet_ext.datadir import read_kv
 
 FS = 16000
@@ -41,6 +40,33 @@ def load_model(model_dir: Path, model_file: Optional[Path], device: str):
     return model.eval(), args
 
 
+class SpeechReader:
+    """A data dir's audio read as training reads it: ESPnet's ``sound`` loader (ESPnetDataset) and the
+    task's preprocessor (mono mix, float32), so a decoded utterance is the tensor training would see.
+    ``fs``: the rate every file must have (stage 2 writes 16 kHz); None skips the check."""
+
+    def __init__(self, data_dir: Path, train_args, fs: Optional[int] = FS):
+        from espnet2.train.dataset import ESPnetDataset
+
+        from espnet_ext.tasks.palign import PalignTask
+
+        self.wav_scp = Path(data_dir) / "wav.scp"
+        self.fs = fs
+        preprocess = PalignTask.build_preprocess_fn(train_args, train=False)
+        self.dataset = ESPnetDataset([(str(self.wav_scp), "speech", "sound")], preprocess=preprocess)
+
+    def __call__(self, utt: str) -> np.ndarray:
+        try:
+            _, data = self.dataset[utt]
+        except Exception as e:  # noqa: BLE001 - any reader failure names the utterance
+            raise SystemExit(f"{self.wav_scp}: utterance '{utt}': cannot read audio: {e}")
+        rate = self.dataset.loader_dict["speech"].rate
+        if self.fs is not None and rate != self.fs:
+            raise SystemExit(f"{self.wav_scp}: utterance '{utt}' is at {rate} Hz, the model takes {self.fs} Hz: "
+                             f"decode a data dir formatted by stage 2 (dump/raw), or a file with --wav")
+        return np.asarray(data["speech"], dtype=np.float32)
+
+
 def user_turn(prompt: Optional[str]) -> Optional[str]:
     """A question asked with the speech: '<speech>' is put in front unless the prompt places it."""
     if prompt is None:
@@ -63,12 +89,13 @@ def speaker_means(spk_mean_scp: Optional[Dict[str, str]], keys: List[str], devic
     return torch.from_numpy(np.stack([np.load(spk_mean_scp[k]) for k in keys])).to(device)
 
 
-def decode_dir(model, data_dir: Path, outputs: Dict[str, Tuple[str, Optional[str]]], batch_size: int,
+def decode_dir(model, train_args, data_dir: Path, outputs: Dict[str, Tuple[str, Optional[str]]], batch_size: int,
                max_new_tokens: int, device: str, spk_mean_scp: Optional[Path] = None) -> int:
     """Answer every utterance of ``data_dir``: ``outputs`` maps an output file to (task, user turn). All
-    questions are asked of one encoding of each batch. Lines are appended after every batch; a rerun skips
-    utterances already in every output file."""
+    questions are asked of one encoding of each batch. Audio is read as training reads it (SpeechReader).
+    Lines are appended after every batch; a rerun skips utterances already in every output file."""
     wav_scp = read_kv(data_dir / "wav.scp")
+    read = SpeechReader(data_dir, train_args)
     spk_mean = read_kv(spk_mean_scp) if spk_mean_scp is not None else None
     if spk_mean is not None and set(wav_scp) - set(spk_mean):
         missing = sorted(set(wav_scp) - set(spk_mean))
@@ -96,13 +123,7 @@ def decode_dir(model, data_dir: Path, outputs: Dict[str, Tuple[str, Optional[str
         todo.sort(key=lambda u: Path(wav_scp[u]).stat().st_size if not wav_scp[u].endswith("|") else 0)
         for i in tqdm(range(0, len(todo), batch_size), desc=f"decode {data_dir}", mininterval=10):
             keys = todo[i:i + batch_size]
-            waves = []
-            for k in keys:
-                try:
-                    waves.append(load_mono(wav_scp[k], FS))
-                except Exception as e:
-                    raise SystemExit(f"{data_dir / 'wav.scp'}: utterance '{k}': cannot read audio: {e}")
-            speech, lengths = batch_tensor(waves, device)
+            speech, lengths = batch_tensor([read(k) for k in keys], device)
             means = speaker_means(spk_mean, keys, device)
             answers = model.answer(speech, lengths, dict(outputs), max_new_tokens, means)
             for out, f in files.items():

@@ -240,3 +240,29 @@ def test_inference_loads_tensors_only_and_strictly(trained, small_corpus, tmp_pa
     with pytest.raises(SystemExit, match="unexpected extra.weight"):
         decode(work / "extra.pth")
     assert decode(exp / "valid.loss.ave.pth") == 0  # the model training wrote loads
+
+
+def test_decoding_reads_audio_as_training_does(trained, small_corpus, tmp_path):
+    """A stereo 44.1 kHz wav through training's loader (ESPnet's sound reader, the task's preprocessor, the
+    collate function) and through decoding's SpeechReader: the same tensor. Decoding then refuses the rate
+    the model was not trained at, naming the utterance."""
+    from espnet_ext.inference import SpeechReader, load_model
+
+    exp, _, _ = trained
+    _, train_args = load_model(exp, None, "cpu")
+    x, sr = soundfile.read(next(iter(read_kv(small_corpus / "test" / "wav.scp").values())), dtype="float32")
+    t_new = np.arange(int(len(x) * 44100 / sr)) / 44100
+    stereo = np.interp(t_new, np.arange(len(x)) / sr, x)
+    d = tmp_path / "d"
+    d.mkdir()
+    soundfile.write(d / "s.wav", np.stack([stereo, 0.5 * stereo], axis=1), 44100)
+    (d / "wav.scp").write_text(f"u1 {d / 's.wav'}\n")
+    loader = PalignTask.build_streaming_iterator(
+        [(str(d / "wav.scp"), "speech", "sound")], preprocess_fn=PalignTask.build_preprocess_fn(train_args, True),
+        collate_fn=PalignTask.build_collate_fn(train_args, True), num_workers=0, dtype="float32")
+    (keys, batch), = list(loader)
+    decoded = SpeechReader(d, train_args, fs=None)("u1")
+    assert keys == ["u1"] and decoded.ndim == 1 and len(decoded) == len(stereo)
+    assert torch.equal(batch["speech"][0], torch.from_numpy(decoded))
+    with pytest.raises(SystemExit, match="utterance 'u1' is at 44100 Hz, the model takes 16000 Hz"):
+        SpeechReader(d, train_args)("u1")

@@ -67,7 +67,7 @@ def main(argv=None) -> int:
         outputs = {str(args.output): (task, user)}
         if args.emotion_output is not None:
             outputs[str(args.emotion_output)] = question(model, train_args, "emotion", None)
-        decode_dir(model, args.data_dir, outputs, args.batch_size, args.max_new_tokens, args.device,
+        decode_dir(model, train_args, args.data_dir, outputs, args.batch_size, args.max_new_tokens, args.device,
                    args.spk_mean_scp)
         return 0
     for wav in args.wav:

@@ -9,20 +9,21 @@ import numpy as np
 from tqdm import tqdm
 
 from espnet_ext import cli
-from espnet_ext.audio import load_mono
-from espnet_ext.inference import FS, batch_tensor, load_model, speaker_means
+from espnet_ext.inference import SpeechReader, batch_tensor, load_model, speaker_means
 from espnet_ext.datadir import read_kv
 
 
-def pool(model, data_dir: Path, output: Path, spk_mean, max_utts: int, batch_size: int, device: str) -> None:
+def pool(model, train_args, data_dir: Path, output: Path, spk_mean, max_utts: int, batch_size: int,
+         device: str) -> None:
     wav_scp, emo = read_kv(data_dir / "wav.scp"), read_kv(data_dir / "utt2emo")
+    read = SpeechReader(data_dir, train_args)  # the tensors training and decoding see
     keys = list(wav_scp)
     if max_utts and len(keys) > max_utts:
         keys = [keys[i] for i in np.linspace(0, len(keys) - 1, max_utts).round().astype(int)]
     feats = []
     for i in tqdm(range(0, len(keys), batch_size), desc=f"pool {data_dir}", mininterval=10):
         batch = keys[i:i + batch_size]
-        speech, lengths = batch_tensor([load_mono(wav_scp[k], FS) for k in batch], device)
+        speech, lengths = batch_tensor([read(k) for k in batch], device)
         means = speaker_means(spk_mean, batch, device)
         feats.append(model.pooled_speech_tokens(speech, lengths, means).float().cpu().numpy())
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -46,10 +47,10 @@ def main(argv=None) -> int:
     n = len(args.data_dir)
     if len(args.output) != n or len(args.spk_mean_scp) not in (0, n) or len(args.max_utts) not in (1, n):
         p.error("give one --output (and one --spk_mean_scp, --max_utts if any) per --data_dir")
-    model, _ = load_model(args.model_dir, args.model_file, args.device)
+    model, train_args = load_model(args.model_dir, args.model_file, args.device)
     for i, (data_dir, output) in enumerate(zip(args.data_dir, args.output)):
         spk_mean = read_kv(args.spk_mean_scp[i]) if args.spk_mean_scp else None
-        pool(model, data_dir, output, spk_mean, args.max_utts[i % len(args.max_utts)], args.batch_size, args.device)
+        pool(model, train_args, data_dir, output, spk_mean, args.max_utts[i % len(args.max_utts)], args.batch_size, args.device)
     return 0
 
 

@@ -635,7 +635,7 @@ def test_results_and_fold_average_without_scores(tmp_path):
 
     with pytest.raises(SystemExit, match="no scores.json under"):
         average_folds.main([str(tmp_path), "--output", str(tmp_path / "avg.json")])
-    with pytest.raises(SystemExit, match="no scores.json under .*run stage 8 first"):
+    with pytest.raises(SystemExit, match="no system.yaml with its scores.json under .*run stage 8 first"):
         make_results.main(["--expdir", str(tmp_path), "--test_sets", "test", "--output", str(tmp_path / "R.md")])
     assert not (tmp_path / "avg.json").exists() and not (tmp_path / "R.md").exists()
 

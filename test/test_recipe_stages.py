@@ -99,7 +99,15 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
         assert topline["pair_sensitivity"] >= other["pair_sensitivity"], name
     main = json.loads((systems["ParaAlign"] / "test" / "scores.json").read_text())
     assert 0 <= main["probe_acc"] <= 1
+    kinds = {"ParaAlign": "paraalign", "semantic": "semantic", "topline": "topline", "text_oracle": "text_oracle",
+             "text_asr": "text_asr", "cls": "cls", "cls_asr": "cls_asr"}
+    for name, root in systems.items():  # every system declares itself; stage 12 reads these
+        declared = yaml.safe_load((root / "test" / "system.yaml").read_text())
+        assert declared["kind"] == kinds[name] and declared["teacher"]["llm_fingerprint"] == meta["llm_fingerprint"]
+    declared = yaml.safe_load((systems["semantic"] / "test" / "system.yaml").read_text())
+    assert declared["training_target"] == "exp/teacher_tiny/train/response_neutral" and declared["train_steps"] == 6
     results = (recipe / "RESULTS.md").read_text()
+    assert "| ParaAlign (train_tiny) | 6 | 2 |" in results and "| Semantic-only alignment (train_tiny) | 6 | 2 |" in results
     assert "| Topline: transcript + true emotion (the teacher) |" in results and "Pre-train steps" in results
     assert "| Cascade: emotion classifier (ESPnet cls) + Whisper tiny.en ASR |" in results
     assert "## test_unseen" in results and "images/train_curves.png" in results and "| total |" in results

@@ -1,7 +1,5 @@
-"""Stage 12: RESULTS.md from every scores.json under the experiment dir, with plots next to it.
-
-Systems are found by where their scores lie: ``palign_<tag>/<decode>/<set>`` (ParaAlign; a tag ending in
-``_response_neutral`` is the semantic-only baseline) and ``baselines/<system>/<set>``.
+"""Stage 12: RESULTS.md from the systems declared under the experiment dir (each test set's outputs carry a
+``system.yaml`` beside ``scores.json``: see espnet_ext/systems.py), with plots next to it.
 """
 import json
 import platform
@@ -10,19 +8,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 import yaml
 
 from espnet_ext import cli
+from espnet_ext import systems as systems_lib
 
-SYSTEM_NAMES = {
-    "topline": "Topline: transcript + true emotion (the teacher)",
-    "text_oracle": "Text-only cascade (oracle transcript)",
-    "text_asr": "Text-only cascade (Whisper tiny.en ASR)",
-    "cls": "Cascade: emotion classifier (ESPnet cls) + oracle transcript",
-    "cls_asr": "Cascade: emotion classifier (ESPnet cls) + Whisper tiny.en ASR",
-}
 COLUMNS = [  # (key in scores.json, header, format)
     ("train_steps", "Train steps", "{:d}"), ("pretrain_steps", "Pre-train steps", "{:d}"),
     ("rouge1", "ROUGE-1", "{:.3f}"), ("rougeL", "ROUGE-L", "{:.3f}"), ("semantic_similarity", "Sem. sim.", "{:.3f}"),
@@ -31,52 +23,6 @@ COLUMNS = [  # (key in scores.json, header, format)
     ("pair_sensitivity", "Pair sens. [95% CI]", "{:.3f}"), ("probe_acc", "Probe acc", "{:.3f}"),
     ("judge_score", "Judge (1-10)", "{:.2f}"),
 ]
-
-
-def find_systems(expdir: Path, test_sets: List[str]) -> Dict[str, Dict[str, Tuple[Path, dict]]]:
-    """system name -> test set -> (scores.json path, scores)."""
-    systems: Dict[str, Dict[str, Tuple[Path, dict]]] = {}
-    for path in sorted(expdir.glob("**/scores.json")):
-        rel = path.relative_to(expdir).parts
-        dset = rel[-2]
-        if dset not in test_sets:
-            continue
-        if rel[0].startswith("palign_"):
-            tag = rel[0][len("palign_"):]
-            if rel[1] != "decode":  # another decode of the same model, e.g. an earlier epoch
-                tag += f", {rel[1]}"
-            name = (f"Semantic-only alignment ({tag.replace('_response_neutral', '')})" if "_response_neutral" in tag
-                    else f"ParaAlign ({tag})")
-        elif rel[0] == "baselines":
-            name = SYSTEM_NAMES.get(rel[1], rel[1])
-        else:
-            name = "/".join(rel[:-2])
-        scores = json.loads(path.read_text())
-        if rel[0].startswith("palign_"):
-            scores["train_steps"] = train_steps(expdir / rel[0] / "train.log", rel[1])
-            scores["pretrain_steps"] = train_steps(expdir / rel[0] / "pretrain" / "train.log", "")
-        systems.setdefault(name, {})[dset] = (path, scores)
-    return systems
-
-
-def train_steps(log: Path, decode_tag: str):
-    """Training updates behind a decode: those up to the epoch its tag names (decode_1epoch), else all."""
-    if not log.exists():
-        return None
-    steps = {int(m.group(1)): int(m.group(2)) for m in
-             re.finditer(r"(\d+)epoch results: \[train\].*?total_count=(\d+)", log.read_text(errors="replace"))}
-    if not steps:
-        return None
-    m = re.search(r"(\d+)epoch", decode_tag)
-    return steps.get(int(m.group(1))) if m else steps[max(steps)]
-
-
-def system_order(name: str) -> int:
-    for i, prefix in enumerate(["ParaAlign", "Semantic-only", "Text-only cascade (oracle", "Text-only cascade (Whisper",
-                                "Cascade:", "Topline"]):
-        if name.startswith(prefix):
-            return i
-    return 99
 
 
 WITH_CI = ("emotion_WA", "pair_sensitivity")  # the columns shown with their interval (scores.json has more)
@@ -95,7 +41,7 @@ def cell(scores: dict, key: str, fmt: str) -> str:
 
 def table(systems, dset: str) -> List[str]:
     lines = ["| System | " + " | ".join(h for _, h, _ in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    for name in sorted(systems, key=system_order):
+    for name in sorted(systems, key=lambda n: systems_lib.order(n, systems)):
         if dset not in systems[name]:
             continue
         s = systems[name][dset][1]
@@ -136,7 +82,7 @@ def plots(systems, curves, test_sets: List[str], out_dir: Path) -> Dict[str, str
         fig.tight_layout(), fig.savefig(out_dir / "train_curves.png", dpi=110), plt.close(fig)
         made["curves"] = "train_curves.png"
     for dset in test_sets:
-        main = [n for n in systems if n.startswith("ParaAlign") and dset in systems[n]]
+        main = [n for n in systems if dset in systems[n] and systems[n][dset][1].get("_kind") == "paraalign"]
         if main and "emotion_confusion" in systems[main[0]][dset][1]:
             conf = systems[main[0]][dset][1]["emotion_confusion"]
             m = np.array(conf["matrix"])
@@ -150,7 +96,7 @@ def plots(systems, curves, test_sets: List[str], out_dir: Path) -> Dict[str, str
             ax.set_xlabel("answer (mapped)"), ax.set_ylabel("true emotion"), ax.set_title(f"{main[0]}: {dset}", fontsize=8)
             fig.tight_layout(), fig.savefig(out_dir / f"confusion_{dset}.png", dpi=110), plt.close(fig)
             made[f"confusion_{dset}"] = f"confusion_{dset}.png"
-        with_emo = [n for n in sorted(systems, key=system_order)
+        with_emo = [n for n in sorted(systems, key=lambda n: systems_lib.order(n, systems))
                     if dset in systems[n] and "emotion_confusion" in systems[n][dset][1]]
         if with_emo:
             labels = systems[with_emo[0]][dset][1]["emotion_confusion"]["labels"][:-1]
@@ -229,9 +175,10 @@ def main(argv=None) -> int:
     p.add_argument("--judge_config", type=Path, default=None)
     p.add_argument("--notes", type=Path, default=None, help="markdown inserted after the tables (e.g. run time)")
     args = cli.parse(p, argv)
-    systems = find_systems(args.expdir, args.test_sets)
+    systems = systems_lib.read_all(args.expdir, args.test_sets)
     if not systems:
-        raise SystemExit(f"no scores.json under {args.expdir} for {args.test_sets}: run stage 8 first")
+        raise SystemExit(f"no system.yaml with its scores.json under {args.expdir} for {args.test_sets}: "
+                         f"run stage 8 first")
     img_dir = args.output.parent / "images"
     made = plots(systems, train_curves(args.expdir), args.test_sets, img_dir)
     any_scores = next(iter(next(iter(systems.values())).values()))[1]

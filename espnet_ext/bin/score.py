@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from espnet_ext import cli, metrics
+from espnet_ext import cli, metrics, systems
 from espnet_ext.datadir import read_kv
 
 
@@ -87,6 +87,10 @@ def main(argv=None) -> int:
                    help="dir with the teacher's response (stage 4: exp/teacher_*/<set>); default --ref_dir")
     p.add_argument("--hyp_dir", type=Path, required=True, help="dir with text [, emotion, judge]")
     p.add_argument("--output", type=Path, required=True, help="scores.json")
+    p.add_argument("--system", default=None, choices=sorted(systems.NAMES),
+                   help="declare what --hyp_dir holds: system.yaml is written beside scores.json (stage 12 reads it)")
+    p.add_argument("--model_dir", type=Path, default=None, help="the training dir of a speech system")
+    p.add_argument("--teacher_dir", type=Path, default=None, help="stage 4's dir (its meta.yaml names the LLM)")
     p.add_argument("--probe_train", type=Path, default=None)
     p.add_argument("--probe_test", type=Path, default=None)
     p.add_argument("--prompt_conf", type=Path, default=None, help="for the label words of the emotion mapper")
@@ -109,6 +113,8 @@ def main(argv=None) -> int:
                    args.targets_dir)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=1) + "\n")
+    if args.system is not None:
+        systems.write(args.hyp_dir, systems.describe(args.system, args.hyp_dir, args.model_dir, args.teacher_dir))
     logging.info(f"{args.output}: " + ", ".join(f"{k}={v:.3f}" for k, v in result.items() if isinstance(v, float)))
     return 0
 

@@ -317,7 +317,8 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     done
 fi
 
-# score_system HYP_DIR DSET [probe options]: LLM judge (if configured), then every metric -> scores.json
+# score_system HYP_DIR DSET KIND [options]: LLM judge (if configured), then every metric -> scores.json, and
+# system.yaml declaring the system (KIND: paraalign, semantic, topline, text_oracle, ...; stage 12 reads it)
 # The judge scores only after passing its calibration on the valid set (teacher above text-only replies).
 judge_calibration=${expdir}/judge/calibration.json
 judge_passed() {
@@ -329,13 +330,13 @@ judge_passed() {
     ${python} -c "import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))['passed'] else 1)" "${judge_calibration}"
 }
 score_system() {
-    local hyp=$1 dset=$2; shift 2
+    local hyp=$1 dset=$2 kind=$3; shift 3
     if judge_passed; then
         ${python} -m espnet_ext.bin.judge --config "${judge_config}" --ref_dir "${data_feats}/${dset}" \
             --hyp "${hyp}/text" --output "${hyp}/judge" --device "${_device}"
     fi
     ${python} -m espnet_ext.bin.score --ref_dir "${data_feats}/${dset}" --targets_dir "${teacher_dir}/${dset}" --hyp_dir "${hyp}" \
-        --output "${hyp}/scores.json" --prompt_conf "$(conf_get "${teacher_config}" prompt_conf)" \
+        --output "${hyp}/scores.json" --system "${kind}" --teacher_dir "${teacher_dir}" --prompt_conf "$(conf_get "${teacher_config}" prompt_conf)" \
         --bertscore_model "${bertscore_model}" "$@"
 }
 
@@ -354,6 +355,7 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
         --device "${_device}" "${_spk[@]}"
     for dset in ${test_sets}; do
         score_system "${palign_exp}/${inference_tag}/${dset}" "${dset}" \
+            "$([ "${palign_target}" = response ] && echo paraalign || echo semantic)" --model_dir "${palign_exp}" \
             --probe_train "${_probe}/${train_set}.npz" --probe_test "${_probe}/${dset}.npz"
     done
 fi
@@ -380,7 +382,7 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
             esac
             ${python} -m espnet_ext.bin.text_system --ref_dir "${data_feats}/${dset}" --out_dir "${_bdir}/${sys}/${dset}" \
                 --config "${teacher_config}" --cache "${_bdir}/cache" --known_replies "${teacher_dir}" --device "${_device}" "${_opts[@]}"
-            score_system "${_bdir}/${sys}/${dset}" "${dset}"
+            score_system "${_bdir}/${sys}/${dset}" "${dset}" "${sys}"
         done
     done
 fi
@@ -414,13 +416,13 @@ if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ] && [[ " ${baselines} " == *" 
         ${python} -m espnet_ext.bin.text_system --ref_dir "${data_feats}/${dset}" --out_dir "${_cls}/${dset}" \
             --config "${teacher_config}" --cache "${_bdir}/cache" --known_replies "${teacher_dir}" --device "${_device}" \
             --with_emotion true --labels "${_cls}/${dset}/utt2emo_pred"
-        score_system "${_cls}/${dset}" "${dset}"
+        score_system "${_cls}/${dset}" "${dset}" cls
         [ -s "${_bdir}/asr/${dset}/text" ] || continue
         # The speech-only cascade: stage 9's Whisper transcript with the predicted emotion.
         ${python} -m espnet_ext.bin.text_system --ref_dir "${data_feats}/${dset}" --out_dir "${_bdir}/cls_asr/${dset}" \
             --config "${teacher_config}" --cache "${_bdir}/cache" --known_replies "${teacher_dir}" --device "${_device}" \
             --with_emotion true --labels "${_cls}/${dset}/utt2emo_pred" --transcripts "${_bdir}/asr/${dset}/text"
-        score_system "${_bdir}/cls_asr/${dset}" "${dset}"
+        score_system "${_bdir}/cls_asr/${dset}" "${dset}" cls_asr
     done
 fi
 

@@ -37,6 +37,9 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
     log = proc.stdout + proc.stderr
     for stage in range(3, 13):
         assert f"Stage {stage}:" in log
+    # Stage 10 trains the semantic-only model itself (no recursive palign.sh): its time is booked under 10.
+    assert "Stage 10: training -> exp/palign_train_tiny_response_neutral" in log
+    assert log.count("palign.sh --train_set") == 1
     history = (recipe / "exp" / "run_history.sh").read_text().splitlines()  # every command, with its commit
     commands = [line for line in history if not line.startswith("# ")]
     assert len(commands) == len(history) / 2 and any(

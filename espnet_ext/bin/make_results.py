@@ -115,7 +115,7 @@ def plots(systems, curves, test_sets: List[str], out_dir: Path) -> Dict[str, str
 
 def timeline(expdir: Path) -> List[str]:
     """Time spent per stage, summed over every run logged in the stage_times file palign.sh appends to
-    (stage 10 re-runs stages 6-8 for the semantic-only model: their time is counted under 6-8)."""
+    (stage 10 trains, decodes and scores the semantic-only model: its time is counted under stage 10)."""
     path = expdir / "stage_times"
     if not path.exists():
         return []

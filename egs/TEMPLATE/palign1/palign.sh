@@ -10,6 +10,7 @@ log() {
     fi
 }
 min() { echo $(( $1 < $2 ? $1 : $2 )); }
+threads_per_job() { local t; t=$(( $(nproc) / $1 )); echo $(( t > 0 ? t : 1 )); }  # $1 parallel jobs share the CPUs
 
 # General
 stage=1                # first stage to run
@@ -90,8 +91,13 @@ all_sets="${train_set} ${valid_set} ${test_sets}"
 teacher_nj=${teacher_nj:-${nj}}
 data_feats=${dumpdir}/raw
 [ -z "${palign_tag}" ] && [ -n "${palign_config}" ] && palign_tag=$(basename "${palign_config}" .yaml)
-[ "${palign_target}" = response ] || palign_tag=${palign_tag}_${palign_target}
-palign_exp=${expdir}/palign_${palign_tag}
+base_tag=${palign_tag}; orig_target=${palign_target}
+use_target() {  # the model aligned to target $1: palign_target, palign_tag, palign_exp (stage 10 switches)
+    palign_target=$1; palign_tag=${base_tag}
+    [ "$1" = response ] || palign_tag=${base_tag}_$1
+    palign_exp=${expdir}/palign_${palign_tag}
+}
+use_target "${palign_target}"
 stats_dir=${expdir}/stats
 teacher_dir=${expdir}/$(basename "${teacher_config:-teacher}" .yaml)
 [ -z "${inference_tag}" ] && inference_tag=$(basename "${inference_config:-decode}" .yaml)
@@ -174,7 +180,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     ${python} -m espnet_ext.bin.teacher_generate prepare --config "${teacher_config}" --out "${teacher_dir}" \
         --tasks ${teacher_tasks} --data_dirs ${_dirs} --targets_dir "${teacher_dir}"
     _n=$(min "${teacher_nj}" "$(wc -l < "${teacher_dir}/prompts.jsonl")")
-    ${decode_cmd} --num_threads "$(( $(nproc) / _n > 0 ? $(nproc) / _n : 1 ))" JOB=1:"${_n}" \
+    ${decode_cmd} --num_threads "$(threads_per_job "${_n}")" JOB=1:"${_n}" \
         "${teacher_dir}/log/generate.JOB.log" ${python} -m espnet_ext.bin.teacher_generate generate \
         --config "${teacher_config}" --out "${teacher_dir}" --shard JOB --num_shards "${_n}" --device "${_device}"
     # shellcheck disable=SC2086
@@ -255,8 +261,9 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
         "${stats_dir}/train/speech_shape" > "${stats_dir}/train/speech_shape.shuffled"
 fi
 
-if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
-    _stage=6; require palign_config
+# Stages 6-8 as functions of palign_target / palign_exp: stage 10 runs them for the semantic-only model.
+train_model() {  # $1: the stage this runs as (its log lines and time go there)
+    _stage=$1; require palign_config
     mkdir -p "${palign_exp}"
     _opts=()
     if grep -q '^normalize: *global_mvn' "${palign_config}"; then
@@ -269,7 +276,7 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
         # Encoder pre-training without the LLM (CTC on the transcript, the emotion classifier): seconds
         # per step instead of the LLM's; the alignment below starts from it.
         set_data_opts encoder_only
-        log "Stage 6: encoder pre-training (no LLM) -> ${palign_exp}/pretrain (log: ${palign_exp}/pretrain/train.log)"
+        log "Stage $1: encoder pre-training (no LLM) -> ${palign_exp}/pretrain (log: ${palign_exp}/pretrain/train.log)"
         mkdir -p "${palign_exp}/pretrain"
         # shellcheck disable=SC2086
         ${cuda_cmd} --gpu "${ngpu}" --num_threads "${num_threads}" "${palign_exp}/pretrain/train.log" \
@@ -280,7 +287,7 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
         _opts+=(--init_param "${palign_exp}/pretrain/valid.loss.best.pth")
     fi
     set_data_opts
-    log "Stage 6: training -> ${palign_exp} (log: ${palign_exp}/train.log)"
+    log "Stage $1: training -> ${palign_exp} (log: ${palign_exp}/train.log)"
     # shellcheck disable=SC2086
     ${cuda_cmd} --gpu "${ngpu}" --num_threads "${num_threads}" "${palign_exp}/train.log" \
         ${python} -m espnet_ext.bin.palign_train --config "${palign_config}" --use_preprocessor true \
@@ -289,11 +296,11 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
         --valid_shape_file "${stats_dir}/valid/speech_shape" --valid_shape_file "${stats_dir}/valid/response_shape" \
         ${palign_args}
     grep -E "[0-9]+epoch results" "${palign_exp}/train.log" | sed 's/^.*INFO: //' >&2 || true
-fi
+}
 
-if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
-    _stage=7
-    log "Stage 7: decoding ${test_sets} with ${palign_exp} -> ${palign_exp}/${inference_tag}"
+decode_model() {  # $1: the stage this runs as (its log lines and time go there)
+    _stage=$1
+    log "Stage $1: decoding ${test_sets} with ${palign_exp} -> ${palign_exp}/${inference_tag}"
     _opts=(); [ -n "${inference_config}" ] && _opts+=(--config "${inference_config}")
     [ -n "${inference_model}" ] && _opts+=(--model_file "${palign_exp}/${inference_model}")
     for dset in ${test_sets}; do
@@ -306,7 +313,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
         # teacher's, and a cut answer ("The user's voice is quite melanch") would be scored wrong.
         # shellcheck disable=SC2086
         ${decode_cmd} --gpu "$("${gpu_inference}" && echo 1 || echo 0)" \
-            --num_threads "$(( $(nproc) / _n > 0 ? $(nproc) / _n : 1 ))" JOB=1:"${_n}" "${_dir}/logdir/decode.JOB.log" \
+            --num_threads "$(threads_per_job "${_n}")" JOB=1:"${_n}" "${_dir}/logdir/decode.JOB.log" \
             ${python} -m espnet_ext.bin.palign_inference --model_dir "${palign_exp}" "${_opts[@]}" \
             --data_dir "${_dir}/logdir/split${_n}/JOB" --output "${_dir}/logdir/text.JOB" \
             --emotion_output "${_dir}/logdir/emotion.JOB" "${_spk[@]}" --device "${_device}" ${inference_args}
@@ -315,7 +322,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
         done
         log "${dset}: $(wc -l < "${_dir}/text") replies in ${_dir}/text, emotion answers in ${_dir}/emotion"
     done
-fi
+}
 
 # score_system HYP_DIR DSET KIND [options]: LLM judge (if configured), then every metric -> scores.json, and
 # system.yaml declaring the system (KIND: paraalign, semantic, topline, text_oracle, ...; stage 12 reads it)
@@ -340,9 +347,10 @@ score_system() {
         --bertscore_model "${bertscore_model}" "$@"
 }
 
-if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
-    _stage=8; require teacher_config
-    log "Stage 8: scoring ${palign_exp}/${inference_tag}"
+
+score_model() {  # $1: the stage this runs as (its log lines and time go there)
+    _stage=$1; require teacher_config
+    log "Stage $1: scoring ${palign_exp}/${inference_tag}"
     _probe=${palign_exp}/${inference_tag}/probe
     _pool=(--data_dir); _out=(--output); _max=(--max_utts); _spk=()
     for dset in ${train_set} ${test_sets}; do  # one process: the model loads once
@@ -358,7 +366,11 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
             "$([ "${palign_target}" = response ] && echo paraalign || echo semantic)" --model_dir "${palign_exp}" \
             --probe_train "${_probe}/${train_set}.npz" --probe_test "${_probe}/${dset}.npz"
     done
-fi
+}
+
+if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then train_model 6; fi
+if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then decode_model 7; fi
+if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then score_model 8; fi
 
 _bdir=${expdir}/baselines
 if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
@@ -389,7 +401,9 @@ fi
 
 if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ] && [[ " ${baselines} " == *" semantic "* ]]; then
     log "Stage 10: semantic-only alignment baseline (the encoder aligned to the _neutral replies)"
-    "$0" "${orig_args[@]}" --stage 6 --stop_stage 8 --palign_target response_neutral
+    use_target response_neutral
+    train_model 10; decode_model 10; score_model 10
+    use_target "${orig_target}"
 fi
 
 if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ] && [[ " ${baselines} " == *" cls "* ]]; then

@@ -86,6 +86,19 @@ def small_corpus(tmp_path_factory):
     return out / "data"
 
 
+def tiny_training_cmd(llm_dir, corpus: Path, output_dir: Path, max_epoch: int = 2):
+    """A whole tiny training command (ESPnet options) on ``corpus``'s train/valid response targets."""
+    data = []
+    for phase, split in (("train", "train"), ("valid", "valid")):
+        data += [f"--{phase}_data_path_and_name_and_type", f"{corpus / split / 'wav.scp'},speech,sound",
+                 f"--{phase}_data_path_and_name_and_type", f"{corpus / split / 'response'},response,text",
+                 f"--{phase}_shape_file", str(corpus / split / "speech_shape")]
+    return tiny_train_args(llm_dir) + data + [
+        "--output_dir", str(output_dir), "--max_epoch", str(max_epoch), "--batch_type", "sorted", "--batch_size", "4",
+        "--optim", "adam", "--optim_conf", "lr=0.003", "--num_att_plot", "0", "--num_workers", "0",
+        "--keep_nbest_models", "2", "--seed", "0"]
+
+
 def tiny_train_args(llm_dir, **extra):
     """Command-line options of a tiny ParaAlign model (the same keys as the recipes' YAML)."""
     args = ["--llm_conf", f"name_or_path={llm_dir}", "--prompt_conf", str(ROOT / "conf" / "prompts" / "emotion.yaml"),

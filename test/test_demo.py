@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, tiny_train_args
+from conftest import ROOT, tiny_training_cmd
 from espnet_ext.datadir import read_kv
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -25,15 +25,7 @@ def demo_model(tiny_llm, small_corpus, tmp_path_factory):
     from espnet_ext.tasks.palign import PalignTask
 
     exp = tmp_path_factory.mktemp("demo") / "palign"
-    data = []
-    for phase, split in (("train", "train"), ("valid", "valid")):
-        data += [f"--{phase}_data_path_and_name_and_type", f"{small_corpus / split / 'wav.scp'},speech,sound",
-                 f"--{phase}_data_path_and_name_and_type", f"{small_corpus / split / 'response'},response,text",
-                 f"--{phase}_shape_file", str(small_corpus / split / "speech_shape")]
-    PalignTask.main(cmd=tiny_train_args(tiny_llm) + data + [
-        "--output_dir", str(exp), "--max_epoch", "1", "--batch_type", "sorted", "--batch_size", "4",
-        "--num_att_plot", "0", "--optim", "adam", "--optim_conf", "lr=0.003",
-        "--num_workers", "0", "--seed", "0"])
+    PalignTask.main(cmd=tiny_training_cmd(tiny_llm, small_corpus, exp, max_epoch=1))
     return exp
 
 

@@ -7,7 +7,7 @@ import pytest
 import soundfile
 import torch
 
-from conftest import tiny_train_args
+from conftest import tiny_train_args, tiny_training_cmd
 from espnet_ext.datadir import read_kv
 from espnet_ext.tasks.palign import PalignTask
 
@@ -30,16 +30,8 @@ class ObservedTask(PalignTask):
 @pytest.fixture(scope="module")
 def trained(tiny_llm, small_corpus, tmp_path_factory):
     exp = tmp_path_factory.mktemp("exp") / "palign"
-    data = []
-    for phase, split in (("train", "train"), ("valid", "valid")):
-        data += [f"--{phase}_data_path_and_name_and_type", f"{small_corpus / split / 'wav.scp'},speech,sound",
-                 f"--{phase}_data_path_and_name_and_type", f"{small_corpus / split / 'response'},response,text",
-                 f"--{phase}_shape_file", str(small_corpus / split / "speech_shape")]
     ObservedTask.built.clear()
-    ObservedTask.main(cmd=tiny_train_args(tiny_llm) + data + [
-        "--output_dir", str(exp), "--max_epoch", "2", "--batch_type", "sorted", "--batch_size", "4",
-        "--optim", "adam", "--optim_conf", "lr=0.003", "--num_att_plot", "0", "--num_workers", "0",
-        "--keep_nbest_models", "2", "--seed", "0"])
+    ObservedTask.main(cmd=tiny_training_cmd(tiny_llm, small_corpus, exp, max_epoch=2))
     model, hashes_before = ObservedTask.built[-1]
     return exp, model, hashes_before
 

@@ -44,3 +44,40 @@ def test_local_wavlm_frontend_is_frozen_and_runs_at_12_5_tokens_per_second(tiny_
     weights = [p for n, p in model.frontend.named_parameters() if "featurizer" in n or "weights" in n]
     assert weights and all(p.grad is not None for p in weights)  # the layer weights still learn
     assert model.encoder.embed.conv[0].weight.grad.abs().sum() > 0
+
+
+def _wavlm_model(tiny_llm, checkpoint):
+    args = tiny_train_args(tiny_llm)
+    args[args.index("frontend_conf={upstream: fbank}")] = f"frontend_conf={{upstream: wavlm_local, path_or_url: {checkpoint}}}"
+    args += ["--frontend_conf", "multilayer_feature=true", "--encoder_conf", "input_layer=conv2d2"]
+    torch.manual_seed(1)
+    return PalignTask.build_model(PalignTask.get_parser().parse_args(args))
+
+
+def test_frozen_ssl_weights_stay_out_of_model_files_and_reload_to_the_same_outputs(tiny_llm, wavlm_checkpoint,
+                                                                                      tmp_path):
+    """Like the LLM, the frozen upstream is rebuilt from its own checkpoint, not saved in every epoch file;
+    the learnable layer weights are saved, and a file trained on other upstream weights is refused."""
+    from s3prl.upstream.wavlm.WavLM import WavLM, WavLMConfig
+
+    from espnet_ext.model_io import load_state_strict
+
+    model = _wavlm_model(tiny_llm, wavlm_checkpoint).eval()
+    state = model.state_dict()
+    assert not [k for k in state if k.startswith("frontend.upstream.")]
+    assert "ssl_fingerprint" in state and any("featurizer" in k for k in state)
+    with torch.no_grad():
+        model.frontend.featurizer.weights.add_(torch.arange(3.0))  # trained layer weights must come back
+    torch.save(model.state_dict(), tmp_path / "1epoch.pth")
+    speech, lengths = 0.1 * torch.randn(1, 16000), torch.tensor([16000])
+    with torch.no_grad():
+        want = model.encode(speech, lengths)[0]
+        again = load_state_strict(_wavlm_model(tiny_llm, wavlm_checkpoint).eval(), tmp_path / "1epoch.pth")
+        assert torch.equal(again.encode(speech, lengths)[0], want)
+
+    other = tmp_path / "other_wavlm.pt"  # the same architecture, other weights
+    saved = torch.load(wavlm_checkpoint, weights_only=False)
+    torch.manual_seed(7)
+    torch.save({"cfg": saved["cfg"], "model": WavLM(WavLMConfig(saved["cfg"])).state_dict()}, other)
+    with pytest.raises(ValueError, match="other SSL frontend weights"):
+        load_state_strict(_wavlm_model(tiny_llm, other), tmp_path / "1epoch.pth")

@@ -19,7 +19,7 @@ from espnet2.layers.abs_normalize import AbsNormalize
 from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 
-from espnet_ext.palign.llm import FrozenLLM
+from espnet_ext.palign.llm import FrozenLLM, fingerprint
 from espnet_ext.palign.losses import LOSSES
 from espnet_ext.palign.sampler import TaskSampler
 
@@ -95,6 +95,18 @@ def _fingerprint_tensor(hexdigest: str) -> torch.Tensor:
     return torch.tensor(list(bytes.fromhex(hexdigest[:40])), dtype=torch.float32)
 
 
+FROZEN_UPSTREAM = "frontend.upstream."
+
+
+def _drop_frozen_upstream(module, state_dict, prefix, local_metadata):
+    for key in [k for k in state_dict if k.startswith(prefix + FROZEN_UPSTREAM)]:
+        del state_dict[key]
+
+
+def _frozen_upstream_is_not_missing(module, incompatible_keys):
+    incompatible_keys.missing_keys[:] = [k for k in incompatible_keys.missing_keys if FROZEN_UPSTREAM not in k]
+
+
 class ParaAlignModel(AbsESPnetModel):
     def __init__(
         self,
@@ -124,6 +136,11 @@ class ParaAlignModel(AbsESPnetModel):
         self.freeze_frontend = freeze_frontend
         if frontend is not None and freeze_frontend and hasattr(frontend, "upstream"):
             frontend.upstream.requires_grad_(False)
+            # The frozen SSL model (WavLM-Large: ~1.2 GB in every epoch file) stays out of checkpoints as the
+            # LLM does: the config rebuilds it from its own checkpoint; its fingerprint is saved and checked.
+            self.register_buffer("ssl_fingerprint", _fingerprint_tensor(fingerprint(frontend.upstream)))
+            self.register_state_dict_post_hook(_drop_frozen_upstream)
+            self.register_load_state_dict_post_hook(_frozen_upstream_is_not_missing)
         if loss not in LOSSES:
             raise ValueError(f"unknown loss '{loss}' (known: {sorted(LOSSES)})")
         self.loss_fn = LOSSES[loss](**(loss_conf or {}))
@@ -167,6 +184,12 @@ class ParaAlignModel(AbsESPnetModel):
         return self
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        key = prefix + "ssl_fingerprint"
+        if key in state_dict and hasattr(self, "ssl_fingerprint"):
+            if not torch.equal(torch.round(state_dict[key].float().cpu()), self.ssl_fingerprint.cpu()):
+                raise ValueError("this checkpoint was trained with other SSL frontend weights than the ones the "
+                                 "config loads (their fingerprints differ): point frontend_conf at the same "
+                                 "upstream checkpoint the encoder was trained with")
         key = prefix + "llm_fingerprint"
         if key in state_dict:
             saved = torch.round(state_dict[key].float().cpu())

@@ -271,6 +271,8 @@ train_model() {  # $1: the stage this runs as (its log lines and time go there)
     fi
     # The semantic-only baseline learns no emotion at all: no emotion in its targets, no emotion classifier.
     [ "${palign_target}" = response ] || _opts+=(--aux_conf weight=0)
+    # Several GPUs: one process per GPU (DDP), each with its own frozen LLM (DataParallel would not copy it)
+    [ "${ngpu}" -gt 1 ] && _opts+=(--multiprocessing_distributed true)
     _pretrain=$(conf_args "${palign_config}" pretrain_conf)
     if [ -n "${_pretrain}" ]; then
         # Encoder pre-training without the LLM (CTC on the transcript, the emotion classifier): seconds

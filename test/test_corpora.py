@@ -302,7 +302,8 @@ def test_expresso_longform_narration_and_conversations_are_cut_into_pieces(tmp_p
         a, b = ranges[split]
         with open(root / "splits" / f"{name}.txt", "a") as f:
             f.write(f"ex02_narration_longform_00001\t({'' if a is None else f'{a}s'},{'' if b is None else f'{b}s'})\n")
-    expresso.prepare(root, tmp_path / "data", conversational=True, missing_transcript="asr")
+    expresso.prepare(root, tmp_path / "data")  # the defaults: read passages cut and aligned, no dialogues
+    assert not [u for u in datadir.read_kv(tmp_path / "data" / "train" / "utt2spk") if "ex01-ex02" in u]
     passage_words = set(" ".join(PASSAGE).lower().replace(".", "").split())
     for split in ("train", "valid", "test"):
         d = tmp_path / "data" / split
@@ -320,6 +321,7 @@ def test_expresso_longform_narration_and_conversations_are_cut_into_pieces(tmp_p
         if split == "train":
             got = " ".join(text[u] for u in sorted(narration, key=lambda u: float(seg[u][1])))
             assert got.split()[0] == "The" and "<breath>" not in got and len(got.split()) >= 15
+    expresso.prepare(root, tmp_path / "data", conversational=True, missing_transcript="asr")
     train = tmp_path / "data" / "train"
     source, spk, chan = (datadir.read_kv(train / f) for f in ("utt2textsource", "utt2spk", "utt2channel"))
     seg = {k: v.split() for k, v in datadir.read_kv(train / "segments").items()}

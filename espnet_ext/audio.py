@@ -102,6 +102,14 @@ def check_complete(path: str) -> None:
             raise ValueError(f"{path}: truncated: the header promises {declared} samples, the file holds {frames}")
 
 
+def frame_db(x: np.ndarray, win: int, hop: int) -> np.ndarray:
+    """RMS level in dB of frames of ``win`` samples every ``hop`` samples (the last partial frame dropped)."""
+    if len(x) < win:
+        return np.zeros(0)
+    frames = np.lib.stride_tricks.sliding_window_view(x, win)[::hop]
+    return 20 * np.log10(np.sqrt((frames.astype(np.float64) ** 2).mean(-1)) + 1e-8)
+
+
 def write_wav_atomic(dst, x: np.ndarray, fs: int) -> None:
     """16-bit WAV, encoded in memory and written atomically (``datadir.write_atomic``): libsndfile writing to
     disk reports a full disk only as "System error"."""

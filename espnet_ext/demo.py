@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
 import torch
 
-from espnet_ext.audio import load_mono
+from espnet_ext.audio import frame_db, load_mono
 from espnet_ext.datadir import read_kv
 from espnet_ext.inference import FS, batch_tensor, find_model_file, load_model, question
 from espnet_ext.palign.prompts import teacher_prompt
@@ -35,7 +35,6 @@ class DemoResult:
     transcript: str
     text_reply: str
     seconds: float
-    timings: Dict[str, float] = field(default_factory=dict)
 
 
 def read_recording(path: Optional[str]) -> np.ndarray:
@@ -90,15 +89,12 @@ class DemoBackend:
         questions = {"reply": question(self.model, self.train_args, "response", prompt),
                      "emotion": question(self.model, self.train_args, "emotion", None)}  # as stage 7 asks
         out = self.model.answer(speech, lengths, questions, self.max_new_tokens)
-        timings = {"speech": time.time() - start}
         transcript, text_reply = "", self.asr_error
         if self.asr is not None:
-            t = time.time()
             transcript = self.asr.transcribe(x)
             user = teacher_prompt(self.prompt_conf, "response_neutral", transcript or "...", "")
             text_reply = self.model.llm.generate_from_text([user], self.max_new_tokens)[0]
-            timings["transcript_only"] = time.time() - t
-        return DemoResult(out["reply"][0], out["emotion"][0], transcript, text_reply, time.time() - start, timings)
+        return DemoResult(out["reply"][0], out["emotion"][0], transcript, text_reply, time.time() - start)
 
 
 def prosody_figure(x: np.ndarray):
@@ -113,8 +109,7 @@ def prosody_figure(x: np.ndarray):
     f0, _ = yin_pitch(torch.from_numpy(x)[None])
     f0 = f0[0].numpy()
     hop = 160
-    frames = np.lib.stride_tricks.sliding_window_view(np.pad(x, (200, 200)), 400)[::hop][: len(f0)]
-    db = 20 * np.log10(np.sqrt((frames ** 2).mean(-1)) + 1e-5)
+    db = np.maximum(frame_db(np.pad(x, (200, 200)), 400, hop)[: len(f0)], -100.0)  # centred like the pitch frames
     t = np.arange(len(f0)) * hop / FS
     fig, (a, b) = plt.subplots(2, 1, figsize=(7, 3.2), sharex=True)
     a.plot(t, np.where(f0 > 0, f0, np.nan), ".", markersize=2, color="tab:blue")

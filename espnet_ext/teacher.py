@@ -32,8 +32,8 @@ def utterance_prompts(d: Path, tasks: List[str], conf: dict, extra_dir: Optional
     measured-prosody fields (style prompts) are read from ``extra_dir`` (the target dir) or ``d``."""
     text = read_kv(d / "text")
     emo = read_kv(d / "utt2emo") if (d / "utt2emo").exists() else {}
-    fields = {name: read_kv(where / f) for name, f in FIELD_FILES.items()
-              for where in [extra_dir or d] if (where / f).exists()}
+    where = extra_dir or d
+    fields = {name: read_kv(where / f) for name, f in FIELD_FILES.items() if (where / f).exists()}
     for utt in text:
         extra = {name: kv[utt] for name, kv in fields.items() if utt in kv}
         for task in tasks:

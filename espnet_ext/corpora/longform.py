@@ -13,6 +13,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from espnet_ext.audio import frame_db
+
 Piece = Tuple[float, float]  # seconds, relative to the start of the audio given
 Word = Tuple[str, float, float]
 
@@ -21,11 +23,9 @@ def speech_activity(x: np.ndarray, fs: int, hop_s: float = 0.01, win_s: float = 
                     below_peak_db: float = 35.0) -> np.ndarray:
     """One bool per ``hop_s`` frame: the frame's RMS is within ``below_peak_db`` of the loud frames' level
     (the 99th percentile), so quiet speech counts and pauses do not."""
-    hop, win = int(hop_s * fs), int(win_s * fs)
-    if len(x) < win:
+    db = frame_db(x, int(win_s * fs), int(hop_s * fs))
+    if len(db) == 0:
         return np.zeros(0, dtype=bool)
-    frames = np.lib.stride_tricks.sliding_window_view(x, win)[::hop]
-    db = 20 * np.log10(np.sqrt((frames.astype(np.float64) ** 2).mean(-1)) + 1e-8)
     return db > np.percentile(db, 99) - below_peak_db
 
 

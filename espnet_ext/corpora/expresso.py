@@ -137,11 +137,16 @@ def long_pieces(fid: str, seg: Segment, spk: str, style: str, channel: int, wav:
             dropped["longform piece without words"] += 1
             continue
         start, end = round(offset + a, 2), round(offset + b, 2)
-        utt = (fid if kind == "read" else f"{spk}_{fid}") + f"_{seg_tag((start, end))}" + (f"_ch{channel}" if channel else "")
-        out.append(Utt(utt, spk, str(wav), text, style, start=start, end=end,
+        out.append(Utt(utt_id(fid, kind, spk, channel, (start, end)), spk, str(wav), text, style, start=start, end=end,
                        channel=channel - 1 if channel else None,
                        extra={"style": style, "corpus": kind, "textsource": "reference" if clean else "asr"}))
     return out
+
+
+def utt_id(fid: str, kind: str, spk: str, channel: int, seg: Optional[Segment]) -> str:
+    """An utterance id: the file id (a conversation side: speaker first), its segment, its channel."""
+    return ((fid if kind == "read" else f"{spk}_{fid}") + (f"_{seg_tag(seg)}" if seg is not None else "")
+            + (f"_ch{channel}" if channel else ""))
 
 
 def seg_tag(seg: Segment) -> str:
@@ -180,7 +185,7 @@ def prepare(root: Path, out: Path, splits_dir: Optional[Path] = None, conversati
                 continue
             whole_file = seg == (None, None)
             long = kind == "conversational" or "_longform_" in fid
-            if long and kind == "conversational" and missing_transcript != "asr":
+            if kind == "conversational" and missing_transcript != "asr":
                 dropped["conversational without transcript (use --missing_transcript asr)"] += 1
                 continue
             for spk, style, channel in parts:
@@ -188,8 +193,7 @@ def prepare(root: Path, out: Path, splits_dir: Optional[Path] = None, conversati
                     utts += long_pieces(fid, seg, spk, style, channel, audio[fid], texts.get(fid), kind, asr, dropped)
                     continue
                 raw = texts.get(fid) if kind == "read" and whole_file else None
-                utt = (fid if kind == "read" else f"{spk}_{fid}") + ("" if whole_file else f"_{seg_tag(seg)}") \
-                    + (f"_ch{channel}" if channel else "")
+                utt = utt_id(fid, kind, spk, channel, None if whole_file else seg)
                 extra = {"style": style, "corpus": kind}
                 if raw is not None:
                     extra["text_emphasis"] = raw

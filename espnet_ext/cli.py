@@ -32,6 +32,10 @@ def add_llm_options(p: argparse.ArgumentParser, generation: bool = True) -> None
     p.add_argument("--batch_size", type=int, default=16)
     if generation:
         p.add_argument("--max_new_tokens", type=int, default=64)
+        p.add_argument("--backend", choices=("hf", "vllm"), default="hf",
+                       help="generation engine: transformers (CPU/GPU) or vLLM (GPU, its own environment)")
+        p.add_argument("--vllm_conf", action=NestedDictAction, default={},
+                       help="options of vllm.LLM with --backend vllm (tensor_parallel_size, gpu_memory_utilization, ...)")
 
 
 def llm_conf(args: argparse.Namespace) -> dict:
@@ -41,7 +45,8 @@ def llm_conf(args: argparse.Namespace) -> dict:
     if not args.prompt_conf:
         raise SystemExit("--prompt_conf is required (or a teacher/judge YAML given as --config)")
     return {"llm_conf": dict(args.llm_conf), "prompt_conf": args.prompt_conf, "batch_size": args.batch_size,
-            "max_new_tokens": getattr(args, "max_new_tokens", None)}
+            "max_new_tokens": getattr(args, "max_new_tokens", None), "backend": getattr(args, "backend", "hf"),
+            "vllm_conf": dict(getattr(args, "vllm_conf", None) or {})}
 
 
 def parse(p: argparse.ArgumentParser, argv: Optional[List[str]] = None) -> argparse.Namespace:

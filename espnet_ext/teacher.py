@@ -106,9 +106,11 @@ def known_replies(dirs: Sequence[Path]) -> Dict[str, str]:
 
 
 def generate(out: Path, shard: int, num_shards: int, llm_conf: dict, system, batch_size: int,
-             max_new_tokens: int, device: str, known: Sequence[Path] = ()) -> int:
-    """``known``: other generation dirs (e.g. stage 4's) whose replies are reused, not generated again."""
-    from espnet_ext.palign.llm import FrozenLLM
+             max_new_tokens: int, device: str, known: Sequence[Path] = (), backend: str = "hf",
+             vllm_conf: Optional[dict] = None) -> int:
+    """``known``: other generation dirs (e.g. stage 4's) whose replies are reused, not generated again.
+    ``backend``: the engine (``espnet_ext.text_generation``: hf or vllm); the files are the same."""
+    from espnet_ext.text_generation import make_generator
 
     if not (out / "prompts.jsonl").exists():
         raise SystemExit(f"teacher_generate generate: {out / 'prompts.jsonl'} does not exist; run the prepare step first")
@@ -124,15 +126,14 @@ def generate(out: Path, shard: int, num_shards: int, llm_conf: dict, system, bat
     logging.info(f"shard {shard}/{num_shards}: {len(prompts)} prompts, {len(done)} already answered, {len(todo)} to go")
     if not todo:
         return 0
-    llm = FrozenLLM(llm_conf["name_or_path"], dtype=llm_conf.get("dtype", "auto"), system=system,
-                    attn_implementation=llm_conf.get("attn_implementation", "sdpa"), device=device)
+    llm = make_generator(llm_conf, system, device, backend, vllm_conf)
     write_atomic(out / FINGERPRINT_FILE, (llm.fingerprint + "\n").encode())  # for merge's meta.yaml
     todo.sort(key=lambda p: len(p["user"]))  # similar lengths batch with little padding
     start, tokens = time.time(), 0
     with open(replies_path, "a", encoding="utf-8") as f:
         for i in tqdm(range(0, len(todo), batch_size), desc=f"teacher shard {shard}", mininterval=10):
             batch = todo[i:i + batch_size]
-            replies = llm.generate_from_text([p["user"] for p in batch], max_new_tokens)
+            replies = llm.generate([p["user"] for p in batch], max_new_tokens)
             for p, reply in zip(batch, replies):
                 f.write(json.dumps({"id": p["id"], "reply": reply}, ensure_ascii=False) + "\n")
                 tokens += len(llm.chat.encode(reply))
@@ -197,7 +198,8 @@ def write_meta(out: Path, cfg: dict, tasks: Sequence[str]) -> dict:
     meta = {"llm": cfg["llm_conf"]["name_or_path"],
             "llm_fingerprint": fp.read_text().strip() if fp.exists() else None,
             "prompt_conf": prompts if isinstance(prompts, str) else "(inline)", "prompt_conf_sha1": prompts_sha1,
-            "max_new_tokens": cfg.get("max_new_tokens", 64), "tasks": list(tasks)}
+            "max_new_tokens": cfg.get("max_new_tokens", 64), "backend": cfg.get("backend", "hf"),
+            "tasks": list(tasks)}
     write_atomic(out / "meta.yaml", yaml.safe_dump(meta, sort_keys=False).encode())
     return meta
 

@@ -38,7 +38,7 @@ def test_a_yaml_config_sets_option_defaults_and_unknown_keys_are_refused(tmp_pat
     cli.add_llm_options(p)
     args = cli.parse(p, ["--config", str(conf), "--batch_size", "3", "--log_level", "warning"])
     assert cli.llm_conf(args) == {"llm_conf": {"name_or_path": "some/llm"}, "prompt_conf": "p.yaml",
-                                  "batch_size": 3, "max_new_tokens": 7}
+                                  "batch_size": 3, "max_new_tokens": 7, "backend": "hf", "vllm_conf": {}}
     assert args.log_level == "WARNING"
     conf.write_text("llm_conf: {name_or_path: x}\nweak_judge: true\n")
     with pytest.raises(SystemExit):

@@ -132,6 +132,35 @@ def test_splice_puts_reply_predictions_at_the_right_positions(tiny_llm, cache_pr
     assert torch.allclose(got, torch.cat(want), atol=1e-4)
 
 
+def test_gradient_checkpointing_is_active_on_the_frozen_llm_and_changes_nothing(tiny_llm):
+    """The real configs' ``gradient_checkpointing: true``: the frozen LLM (eval mode) must really recompute
+    its layers in backward, and give the logits and input gradients of the plain model, prefix cache or not."""
+    speech = 0.1 * torch.randn(2, 16000)
+    lengths = torch.tensor([16000, 12000])
+    reply = torch.tensor([[5, 6, 7], [8, 9, -32768]])
+    results = {}
+    for ckpt in (False, True):
+        torch.manual_seed(0)
+        model = PalignTask.build_model(PalignTask.get_parser().parse_args(
+            tiny_train_args(tiny_llm, llm_conf=f"gradient_checkpointing={str(ckpt).lower()}")))
+        model.train()
+        model.llm.prefix_kv(model.prefix_response.tolist())  # the prefix cache is filled once, before counting
+        calls = []
+        mlp = model.llm.model.base_model.layers[0].mlp  # inside the checkpointed forward: replayed in backward
+        handle = mlp.register_forward_pre_hook(lambda *a: calls.append(1))
+        emb, emb_lengths = model.encode(speech, lengths)
+        emb = emb.detach().requires_grad_(True)
+        inputs, mask, index, prefix = model.splice("response", emb, emb_lengths, reply, torch.tensor([3, 2]))
+        assert prefix is not None  # the recipe's prompts share one prefix
+        logits = model.reply_logits(inputs, mask, index, prefix)
+        logits.logsumexp(-1).sum().backward()
+        handle.remove()
+        results[ckpt] = (logits.detach(), emb.grad, len(calls))
+    assert torch.allclose(results[True][0], results[False][0], atol=1e-5)
+    assert torch.allclose(results[True][1], results[False][1], atol=1e-5)
+    assert results[False][2] == 1 and results[True][2] == 2  # the layer ran again in backward
+
+
 def test_inference_cli_any_rate_and_prompt(trained, small_corpus, tmp_path, capsys):
     from espnet_ext.bin import palign_inference
 

@@ -132,3 +132,37 @@ def test_system_prompt_diagnostic_prints_each_candidate(tiny_llm, small_corpus, 
     for r in rows:
         wa, central, rnd = (float(x.split("±")[0]) for x in r.split("(")[0].split("|"))
         assert 0 <= wa <= 1 and 0 <= central <= 1 and 0 <= rnd <= 1
+
+
+def test_plain_token_id_prompts_give_the_replies_of_the_prefix_cached_path(tiny_llm):
+    """What the vLLM backend feeds its engine (each user turn rendered to token ids, no cache tricks) gives,
+    decoded greedily by a plain engine, the replies of the default backend; and its fingerprint is FrozenLLM's."""
+    import torch
+
+    from espnet_ext.text_generation import make_generator, prompt_token_ids, weights_fingerprint
+
+    gen = make_generator({"name_or_path": str(tiny_llm)}, "You are a kind assistant.", "cpu", backend="hf")
+    users = ["I lost my keys.", "The weather is nice today, is it not?", "Hello"]
+    replies = gen.generate(users, max_new_tokens=8)
+    plain = []
+    for ids in prompt_token_ids(gen.chat, users):  # one at a time: no padding, no prefix cache
+        out = gen.llm.model.generate(torch.tensor([ids]), max_new_tokens=8, do_sample=False, num_beams=1,
+                                     eos_token_id=gen.chat.stop_ids, pad_token_id=gen.chat.pad_id,
+                                     top_p=None, top_k=None, temperature=None)
+        plain += gen.chat.decode([out[0, len(ids):].tolist()])
+    assert replies == plain and any(replies)
+    assert weights_fingerprint(str(tiny_llm)) == gen.fingerprint
+
+
+def test_vllm_backend_without_vllm_says_how_to_install_it(tiny_llm):
+    try:
+        import vllm  # noqa: F401
+        pytest.skip("vllm is installed here: the error path cannot be reached")
+    except ImportError:
+        pass
+    from espnet_ext.text_generation import make_generator
+
+    with pytest.raises(SystemExit, match="install.sh --vllm"):
+        make_generator({"name_or_path": str(tiny_llm)}, None, "cpu", backend="vllm")
+    with pytest.raises(SystemExit, match="unknown generation backend 'tgi'"):
+        make_generator({"name_or_path": str(tiny_llm)}, None, "cpu", backend="tgi")

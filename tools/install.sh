@@ -3,18 +3,22 @@
 #   tools/install.sh            CPU build of torch (default)
 #   tools/install.sh --cuda     CUDA build of torch (or TORCH_CUDA=1) from the wheel index in TORCH_CUDA_INDEX
 #                               (PyTorch's CUDA index of your choice); without it pip's configured index
+#   tools/install.sh --vllm     a second environment, tools/venv_vllm: vLLM (with the CUDA torch it pins) and
+#                               ParaAlign, for the teacher's backend: vllm (palign.sh --teacher_python)
 #   tools/install.sh --force    reinstall even if the stamp matches
 set -euo pipefail
 
 TORCH_VERSION=2.13.0
 ESPNET_VERSION=202511
 cuda=${TORCH_CUDA:-0}
+vllm=0
 force=0
 for arg in "$@"; do
     case "$arg" in
         --cuda) cuda=1 ;;
+        --vllm) vllm=1 ;;
         --force) force=1 ;;
-        -h|--help) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "install.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -22,9 +26,10 @@ done
 tools_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root_dir=$(dirname "$tools_dir")
 venv=${PALIGN_VENV:-$tools_dir/venv}
+[ "$vllm" = 1 ] && venv=$tools_dir/venv_vllm
 python=${PYTHON:-python3}
 stamp=$venv/.palign_installed
-want=$(cat "$tools_dir/install.sh" "$tools_dir/requirements.txt" "$root_dir/setup.py" | sha1sum | cut -d' ' -f1)-cuda$cuda
+want=$(cat "$tools_dir/install.sh" "$tools_dir/requirements.txt" "$root_dir/setup.py" | sha1sum | cut -d' ' -f1)-cuda$cuda-vllm$vllm
 
 if [ "$force" = 0 ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     echo "install.sh: $venv is up to date; nothing to do (use --force to reinstall)."
@@ -32,14 +37,22 @@ if [ "$force" = 0 ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
 fi
 
 start=$(date +%s)
-echo "install.sh: creating $venv (torch $TORCH_VERSION, $([ "$cuda" = 1 ] && echo CUDA || echo CPU))"
+echo "install.sh: creating $venv ($([ "$vllm" = 1 ] && echo "vLLM and its torch" || echo "torch $TORCH_VERSION, $([ "$cuda" = 1 ] && echo CUDA || echo CPU)"))"
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 pip() { "$venv/bin/python" -m pip --disable-pip-version-check "$@"; }
 
 # Every pip call is held to this torch, or a resolver may swap in a multi-GB build.
 constraints=$venv/constraints.txt
+if [ "$vllm" = 1 ]; then
+    # vLLM pins its own (CUDA) torch: take it, then hold everything else to that version.
+    pip install vllm
+    TORCH_VERSION=$("$venv/bin/python" -c "import torch; print(torch.__version__.split('+')[0])")
+    cuda=1
+fi
 echo "torch==$TORCH_VERSION" > "$constraints"
-if [ "$cuda" = 1 ] && [ -n "${TORCH_CUDA_INDEX:-}" ]; then
+if [ "$vllm" = 1 ]; then
+    :
+elif [ "$cuda" = 1 ] && [ -n "${TORCH_CUDA_INDEX:-}" ]; then
     # The CUDA wheels come from the index the user names; everything else from pip's own configuration.
     pip install "torch==$TORCH_VERSION" --extra-index-url "$TORCH_CUDA_INDEX"
 elif [ "$cuda" = 1 ]; then

@@ -38,7 +38,8 @@ def main(argv=None) -> int:
         logging.info(f"{n} unique teacher prompts in {args.out / 'prompts.jsonl'}")
     elif args.step == "generate":
         generate(args.out, args.shard, args.num_shards, cfg["llm_conf"], conf.get("system"),
-                 cfg["batch_size"], cfg["max_new_tokens"], args.device)
+                 cfg["batch_size"], cfg["max_new_tokens"], args.device, backend=cfg["backend"],
+                 vllm_conf=cfg["vllm_conf"])
     else:
         merge(args.data_dirs, args.tasks, conf, args.out, targets=target_dirs(args.data_dirs, args.targets_dir))
         write_meta(args.out, cfg, args.tasks)

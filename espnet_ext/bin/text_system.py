@@ -50,7 +50,8 @@ def main(argv=None) -> int:
     tasks = [reply_task, emotion_task]
     teacher.prepare([view], tasks, conf, args.cache)
     teacher.generate(args.cache, 1, 1, cfg["llm_conf"], conf.get("system"), cfg["batch_size"],
-                     cfg["max_new_tokens"], args.device, args.known_replies)
+                     cfg["max_new_tokens"], args.device, args.known_replies, backend=cfg["backend"],
+                     vllm_conf=cfg["vllm_conf"])
     teacher.merge([view], tasks, conf, args.cache, args.known_replies)
     shutil.copy(view / reply_task, args.out_dir / "text")
     shutil.copy(view / emotion_task, args.out_dir / "emotion")

@@ -138,18 +138,33 @@ class FrozenLLM:
 
     def __init__(self, name_or_path: str, dtype: str = "auto", system: Optional[str] = None,
                  attn_implementation: Optional[str] = "sdpa", gradient_checkpointing: bool = False,
-                 device: str = "cpu"):
-        from transformers import AutoModelForCausalLM
+                 device: str = "cpu", random_init: bool = False):
+        """``random_init``: the architecture of the folder's config.json with random weights, built on
+        ``device`` (benchmarks of real-size shapes where the weights cannot be downloaded; never training)."""
+        from transformers import AutoConfig, AutoModelForCausalLM
 
         self.name_or_path = name_or_path
         self.dtype_name = dtype
         self.chat = ChatTokenizer(name_or_path, system)
         device = torch.device(device)
         kw = {"attn_implementation": attn_implementation} if attn_implementation else {}
-        self.model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=pick_dtype(dtype, device), **kw)
+        if random_init:
+            config = AutoConfig.from_pretrained(name_or_path, **kw)
+            with device:
+                self.model = AutoModelForCausalLM.from_config(config, dtype=pick_dtype(dtype, device))
+        else:
+            self.model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=pick_dtype(dtype, device), **kw)
         self.model.to(device).eval().requires_grad_(False)
+        self.gradient_checkpointing = gradient_checkpointing
         if gradient_checkpointing:  # recompute activations in backward: needed for 8B models on one GPU
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            # transformers checkpoints a layer only while its own `training` flag is set, and the frozen model
+            # stays in eval mode (no dropout): set that flag on the decoder layers alone, not their submodules.
+            from transformers.modeling_layers import GradientCheckpointingLayer
+
+            for m in self.model.modules():
+                if isinstance(m, GradientCheckpointingLayer):
+                    m.training = True
         self.fingerprint = fingerprint(self.model)
         self._prefix_cache: dict = {}
         # transformers >= 5 calls the KV cache `cache`; earlier versions `past_key_values`.
@@ -203,8 +218,16 @@ class FrozenLLM:
         """Last hidden states (B, T, H) of ``inputs`` (B, T, H) embeddings, after the cached ``prefix`` ids
         if given (then ``mask`` covers ``inputs`` only)."""
         if prefix is None or len(prefix) == 0:
-            return self.model.base_model(inputs_embeds=inputs, attention_mask=mask).last_hidden_state
+            return self.model.base_model(inputs_embeds=inputs, attention_mask=mask, use_cache=False).last_hidden_state
         b = inputs.shape[0]
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            # A checkpointed layer runs without the KV cache (its replay would write it twice): the prefix
+            # goes in as embeddings, at the cost of its forward.
+            pre = self.embed(torch.tensor(list(prefix), device=inputs.device)).to(inputs.dtype)
+            full = torch.cat([pre[None].expand(b, -1, -1), inputs], 1)
+            full_mask = torch.cat([mask.new_ones(b, len(prefix)), mask], 1)
+            hidden = self.model.base_model(inputs_embeds=full, attention_mask=full_mask, use_cache=False).last_hidden_state
+            return hidden[:, len(prefix):]
         full_mask = torch.cat([mask.new_ones(b, len(prefix)), mask], 1)
         return self.model.base_model(inputs_embeds=inputs, attention_mask=full_mask, use_cache=True,
                                      **{self._cache_name: self.prefix_cache(prefix, b)}).last_hidden_state

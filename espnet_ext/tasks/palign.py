@@ -113,7 +113,8 @@ class PalignTask(AbsTask):
         group = parser.add_argument_group(description="Task related")
         group.add_argument("--llm_conf", action=NestedDictAction, default=dict(DEFAULT_LLM_CONF),
                            help="frozen LLM: name_or_path (HF id or local folder), dtype (auto|bfloat16|float32),"
-                                " attn_implementation, gradient_checkpointing")
+                                " attn_implementation, gradient_checkpointing; for benchmarks only: random_init"
+                                " (config.json's shapes, random weights) and device (where to build it)")
         group.add_argument("--prompt_conf", default=None,
                            help="prompt YAML (system, student/teacher templates, emotion words) or a dict")
         group.add_argument("--tasks", type=str, nargs="+", default=["response"],
@@ -195,7 +196,8 @@ class PalignTask(AbsTask):
             raise ValueError(f"prompt_conf has no student prompt for task(s) {missing}")
         llm = FrozenLLM(llm_conf["name_or_path"], dtype=llm_conf["dtype"], system=system,
                         attn_implementation=llm_conf.get("attn_implementation"),
-                        gradient_checkpointing=llm_conf.get("gradient_checkpointing", False))
+                        gradient_checkpointing=llm_conf.get("gradient_checkpointing", False),
+                        random_init=llm_conf.get("random_init", False), device=llm_conf.get("device", "cpu"))
         meta = getattr(args, "teacher_meta", None)
         if meta and Path(meta).exists():
             check_meta(Path(meta), llm.fingerprint)

@@ -37,6 +37,7 @@ teacher_config=""      # YAML: llm_conf, prompt_conf, batch_size, max_new_tokens
 teacher_tasks="response response_neutral"  # targets to generate: each task of the training config, and
                        # its _neutral version for the semantic-only baseline (e.g. emotion emotion_neutral)
 teacher_nj=""          # parallel teacher jobs (default: --nj)
+teacher_python=""      # python of the generate step (default: --python; backend: vllm: tools/venv_vllm/bin/python)
 
 # Training (stages 5-6)
 palign_config=""       # training YAML
@@ -68,7 +69,7 @@ Options (defaults after the names):
   --ngpu ${ngpu}  --gpu_inference ${gpu_inference}  --dumpdir ${dumpdir}  --expdir ${expdir}
   --local_data_opts "..."   options for local/data.sh
   --fs ${fs}  --min_dur ${min_dur}  --max_dur ${max_dur}
-  --teacher_config FILE  --teacher_tasks "${teacher_tasks}"  --teacher_nj N
+  --teacher_config FILE  --teacher_tasks "${teacher_tasks}"  --teacher_nj N  --teacher_python PYTHON
   --palign_config FILE  --palign_args "..."  --palign_tag NAME  --palign_target ${palign_target}
   --num_threads ${num_threads}
   --inference_config FILE  --inference_args "..."  --inference_model FILE  --inference_tag NAME
@@ -89,6 +90,7 @@ orig_args=("$@")
 [ -n "$valid_set" ] || { log "--valid_set is required"; exit 2; }
 all_sets="${train_set} ${valid_set} ${test_sets}"
 teacher_nj=${teacher_nj:-${nj}}
+teacher_python=${teacher_python:-${python}}
 data_feats=${dumpdir}/raw
 [ -z "${palign_tag}" ] && [ -n "${palign_config}" ] && palign_tag=$(basename "${palign_config}" .yaml)
 base_tag=${palign_tag}; orig_target=${palign_target}
@@ -181,7 +183,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
         --tasks ${teacher_tasks} --data_dirs ${_dirs} --targets_dir "${teacher_dir}"
     _n=$(min "${teacher_nj}" "$(wc -l < "${teacher_dir}/prompts.jsonl")")
     ${decode_cmd} --num_threads "$(threads_per_job "${_n}")" JOB=1:"${_n}" \
-        "${teacher_dir}/log/generate.JOB.log" ${python} -m espnet_ext.bin.teacher_generate generate \
+        "${teacher_dir}/log/generate.JOB.log" ${teacher_python} -m espnet_ext.bin.teacher_generate generate \
         --config "${teacher_config}" --out "${teacher_dir}" --shard JOB --num_shards "${_n}" --device "${_device}"
     # shellcheck disable=SC2086
     # The targets go to ${teacher_dir}/<set>/ with meta.yaml: dump/raw stays as stage 2 wrote it.

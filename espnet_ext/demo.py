@@ -88,12 +88,13 @@ class DemoBackend:
         prompt = (prompt or "").strip() or None
         questions = {"reply": question(self.model, self.train_args, "response", prompt),
                      "emotion": question(self.model, self.train_args, "emotion", None)}  # as stage 7 asks
-        out = self.model.answer(speech, lengths, questions, self.max_new_tokens)
-        transcript, text_reply = "", self.asr_error
+        transcript, text_users = "", {}
         if self.asr is not None:
             transcript = self.asr.transcribe(x)
-            user = teacher_prompt(self.prompt_conf, "response_neutral", transcript or "...", "")
-            text_reply = self.model.llm.generate_from_text([user], self.max_new_tokens)[0]
+            text_users = {"text": [teacher_prompt(self.prompt_conf, "response_neutral", transcript or "...", "")]}
+        # The two speech questions and the transcript-only turn decode as one batch (one pass per token).
+        out = self.model.answer(speech, lengths, questions, self.max_new_tokens, text_users=text_users)
+        text_reply = out["text"][0] if "text" in out else self.asr_error
         return DemoResult(out["reply"][0], out["emotion"][0], transcript, text_reply, time.time() - start)
 
 

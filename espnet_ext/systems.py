@@ -69,13 +69,16 @@ def write(hyp_dir: Path, info: dict) -> None:
     write_atomic(Path(hyp_dir) / "system.yaml", yaml.safe_dump(info, sort_keys=False).encode())
 
 
-def read_all(expdir: Path, test_sets: List[str]) -> Dict[str, Dict[str, Tuple[Path, dict]]]:
+def read_all(expdir: Path, test_sets: List[str], exclude: Optional[Path] = None
+             ) -> Dict[str, Dict[str, Tuple[Path, dict]]]:
     """system name -> test set -> (scores.json, scores with the system's steps), for every system.yaml
-    under ``expdir`` whose set is one of ``test_sets`` and that has its scores.json."""
+    under ``expdir`` (not under ``exclude``) whose set is one of ``test_sets`` and that has its scores.json."""
     import json
 
     systems: Dict[str, Dict[str, Tuple[Path, dict]]] = {}
     for path in sorted(Path(expdir).glob("**/system.yaml")):
+        if exclude is not None and Path(exclude) in path.parents:
+            continue
         dset, scores_path = path.parent.name, path.parent / "scores.json"
         if dset not in test_sets or not scores_path.exists():
             continue

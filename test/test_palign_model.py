@@ -96,6 +96,14 @@ def test_reloaded_model_generates_same_batched_and_alone(trained, small_corpus):
     batched = model.generate(speech, lengths, max_new_tokens=6)
     alone = [model.generate(speech[i:i + 1, : lengths[i]], lengths[i:i + 1], max_new_tokens=6)[0] for i in range(3)]
     assert batched == alone
+    # Several questions and a text-only turn decoded as one batch give what each gives on its own.
+    user = "<speech>\nWhat emotion do you hear?"
+    texts = ["I lost my keys.", "Hello there"]
+    together = model.answer(speech, lengths, {"reply": ("response", None), "emotion": ("response", user)},
+                            max_new_tokens=6, text_users={"text": texts})
+    assert together["reply"] == batched
+    assert together["emotion"] == model.generate(speech, lengths, user=user, max_new_tokens=6)
+    assert together["text"] == [model.llm.generate_from_text([t], 6)[0] for t in texts]
     pooled = model.pooled_speech_tokens(speech, lengths)
     assert pooled.shape == (3, model.llm.hidden_size)
 

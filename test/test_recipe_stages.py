@@ -116,3 +116,19 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
     assert "## test_unseen" in results and "images/train_curves.png" in results and "| total |" in results
     assert ("Failed calibration" in results) != calibration["passed"]
     assert (recipe / "images" / "confusion_test.png").exists()
+
+    # Ablations on top of the run: two variants, one seed, each trained/decoded/scored in its own dir, then
+    # the section in RESULTS.md; the main tables do not pick up the variants' systems.
+    proc = run(["local/run_ablations.sh", "--llm", "tiny", "--variants", "main no_aux", "--seeds", "1"], cwd=recipe)
+    abl = recipe / "exp" / "ablations"
+    for v in ("main", "no_aux"):
+        assert (abl / f"{v}_seed0" / ".done").exists() and int((abl / f"{v}_seed0" / "wall_seconds").read_text()) > 0
+        assert (abl / f"{v}_seed0" / f"palign_{v}" / "decode" / "test" / "scores.json").exists()
+    assert yaml.safe_load((abl / "conf" / "no_aux.yaml").read_text())["aux_conf"]["weight"] == 0
+    results = (recipe / "RESULTS.md").read_text()
+    assert "## Ablations" in results and "ParaAlign (main)" not in results
+    rows = [line for line in results.splitlines() if line.startswith(("| main |", "| no_aux |"))]
+    assert len(rows) == 4, rows  # two variants x two test sets
+    assert "| no_aux | `{aux_conf: {weight: 0}}` | 0 | 6 |" in results
+    again = run(["local/run_ablations.sh", "--llm", "tiny", "--variants", "main", "--seeds", "1"], cwd=recipe)
+    assert "main_seed0: done before; skipped" in again.stdout + again.stderr

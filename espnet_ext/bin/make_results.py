@@ -50,6 +50,68 @@ def table(systems, dset: str) -> List[str]:
     return lines
 
 
+ABLATION_COLUMNS = [("emotion_WA", "Emo WA"), ("pair_sensitivity", "Pair sens."), ("rougeL", "ROUGE-L"),
+                    ("probe_acc", "Probe acc")]
+
+
+def ablation_runs(abl_dir: Path, test_sets: List[str]) -> Dict[str, List[dict]]:
+    """variant -> one dict per seed: {"seed", "steps", "wall", dset: scores} from ``abl_dir/<variant>_seed<N>``."""
+    runs: Dict[str, List[dict]] = {}
+    for d in sorted(abl_dir.glob("*_seed*")):
+        variant, _, seed = d.name.rpartition("_seed")
+        found = systems_lib.read_all(d, test_sets)
+        if not found or not seed.isdigit():
+            continue
+        per_set = next(iter(found.values()))  # one speech system per run
+        wall = d / "wall_seconds"
+        run = {"seed": int(seed), "wall": int(wall.read_text()) if wall.exists() else None,
+               "steps": next(iter(per_set.values()))[1].get("train_steps")}
+        run.update({dset: scores for dset, (_, scores) in per_set.items()})
+        runs.setdefault(variant, []).append(run)
+    return runs
+
+
+def ablation_cell(runs: List[dict], dset: str, key: str) -> str:
+    """One seed: the value with its bootstrap interval where there is one; several: mean ± std over seeds."""
+    vals = [r[dset][key] for r in runs if dset in r and isinstance(r[dset].get(key), (int, float))]
+    if not vals:
+        return "–"
+    if len(vals) == 1:
+        return cell(runs[0][dset], key, "{:.3f}") if key in WITH_CI else f"{vals[0]:.3f}"
+    mean = sum(vals) / len(vals)
+    std = (sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5
+    return f"{mean:.3f} ± {std:.3f}"
+
+
+def ablation_section(abl_dir: Path, test_sets: List[str]) -> List[str]:
+    """The "Ablations" section: every variant of local/run_ablations.sh with every metric per test set."""
+    runs = ablation_runs(abl_dir, test_sets)
+    if not runs:
+        return []
+    variants_file = abl_dir / "variants.yaml"
+    changes = yaml.safe_load(variants_file.read_text()) if variants_file.exists() else {}
+    order = [v for v in changes if v in runs] + sorted(v for v in runs if v not in changes)
+    lines = ["", "## Ablations", "",
+             "Produced by `local/run_ablations.sh` on this run's data and teacher targets: each variant is the main "
+             "training config with the keys shown replaced, trained for the same steps. One seed: the value "
+             "[95% bootstrap CI]; several seeds: mean ± std over seeds. Wall: training, decoding and scoring."]
+    for dset in test_sets:
+        head = " | ".join(h for _, h in ABLATION_COLUMNS)
+        lines += ["", f"### {dset}", "", f"| Variant | Changes | Seeds | Train steps | Wall (s, mean) | {head} |",
+                  "|---" * (5 + len(ABLATION_COLUMNS)) + "|"]
+        for v in order:
+            rs = sorted(runs[v], key=lambda r: r["seed"])
+            change = yaml.safe_dump(changes.get(v) or {}, default_flow_style=True, width=10 ** 6).strip()
+            change = "(none)" if change == "{}" else change.replace("|", "\\|")
+            walls = [r["wall"] for r in rs if r["wall"] is not None]
+            steps = {r["steps"] for r in rs}
+            cells = [ablation_cell(rs, dset, k) for k, _ in ABLATION_COLUMNS]
+            lines.append(f"| {v} | `{change}` | {','.join(str(r['seed']) for r in rs)} | "
+                         f"{'/'.join(str(x) for x in sorted(steps, key=str))} | "
+                         f"{round(sum(walls) / len(walls)) if walls else '–'} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def train_curves(expdir: Path) -> Dict[str, Dict[str, List[float]]]:
     """Per ParaAlign experiment: train/valid loss per epoch, from ESPnet's train.log."""
     curves = {}
@@ -174,8 +236,10 @@ def main(argv=None) -> int:
     p.add_argument("--configs", type=Path, nargs="*", default=[])
     p.add_argument("--judge_config", type=Path, default=None)
     p.add_argument("--notes", type=Path, default=None, help="markdown inserted after the tables (e.g. run time)")
+    p.add_argument("--ablations_dir", type=Path, default=None,
+                   help="local/run_ablations.sh's runs: an Ablations section, and kept out of the main tables")
     args = cli.parse(p, argv)
-    systems = systems_lib.read_all(args.expdir, args.test_sets)
+    systems = systems_lib.read_all(args.expdir, args.test_sets, exclude=args.ablations_dir)
     if not systems:
         raise SystemExit(f"no system.yaml with its scores.json under {args.expdir} for {args.test_sets}: "
                          f"run stage 8 first")
@@ -216,6 +280,8 @@ def main(argv=None) -> int:
         for key in (f"confusion_{dset}", f"per_emotion_{dset}"):
             if key in made:
                 lines += ["", f"![{key}](images/{made[key]})"]
+    if args.ablations_dir is not None and args.ablations_dir.is_dir():
+        lines += ablation_section(args.ablations_dir, args.test_sets)
     if "curves" in made:
         lines += ["", "## Training curves", "", "![training curves](images/train_curves.png)"]
     times = timeline(args.expdir)

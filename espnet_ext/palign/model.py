@@ -376,21 +376,40 @@ class ParaAlignModel(AbsESPnetModel):
 
     @torch.no_grad()
     def answer(self, speech: torch.Tensor, speech_lengths: torch.Tensor, questions: Dict[str, Tuple[str, Optional[str]]],
-               max_new_tokens: int = 64, spk_mean: Optional[torch.Tensor] = None) -> Dict[str, List[str]]:
+               max_new_tokens: int = 64, spk_mean: Optional[torch.Tensor] = None,
+               text_users: Optional[Dict[str, List[str]]] = None) -> Dict[str, List[str]]:
         """Greedy replies to several questions about the same speech, encoded once. ``questions`` maps a
         name to (task, user): the task's student prompt, or ``user`` (with <speech>) when it is given.
-        The prompt's prefix comes from the LLM's prefix cache."""
+        ``text_users`` maps more names to text-only user turns (one per utterance), e.g. a transcript-only
+        baseline. Every prompt that starts with the same prefix (system turn, user-turn header) goes into one
+        batched generate with that prefix from the LLM's cache: on a CPU, decoding 3 rows costs about what 1 does."""
         emb, emb_lengths = self.encode(speech, speech_lengths, spk_mean)
-        dtype = self.llm.dtype
-        out = {}
+        dtype, device = self.llm.dtype, emb.device
+        rows: List[Tuple[str, List[int], torch.Tensor]] = []  # (name, prefix ids, embeddings after the prefix)
         for name, (task, user) in questions.items():
             prefix, suffix = self.prompt_ids(task, user)
-            suf = self.llm.embed(torch.tensor(suffix, device=emb.device)).to(dtype)
-            prompts = [torch.cat([emb[i, : emb_lengths[i]].to(dtype), suf]) for i in range(emb.shape[0])]
-            if not self.cache_prefix or not prefix:
-                pre = self.llm.embed(torch.tensor(prefix, device=emb.device)).to(dtype)
-                prompts, prefix = [torch.cat([pre, x]) for x in prompts], None
-            out[name] = self.llm.generate_from_embeds(prompts, max_new_tokens, prefix)
+            suf = self.llm.embed(torch.tensor(suffix, device=device)).to(dtype)
+            rows += [(name, prefix, torch.cat([emb[i, : emb_lengths[i]].to(dtype), suf])) for i in range(emb.shape[0])]
+        chat = self.llm.chat
+        for name, users in (text_users or {}).items():
+            for user in users:
+                ids = chat.encode(chat.render(user))
+                shared = next((r[1] for r in rows if r[1] and ids[: len(r[1])] == r[1]), [])
+                rows.append((name, shared, self.llm.embed(torch.tensor(ids[len(shared):], device=device)).to(dtype)))
+        groups: Dict[Tuple[int, ...], List[int]] = {}
+        for k, (_, prefix, _) in enumerate(rows):
+            groups.setdefault(tuple(prefix) if self.cache_prefix else (), []).append(k)
+        replies: List[str] = [""] * len(rows)
+        for prefix, members in groups.items():
+            prompts = [rows[k][2] for k in members]
+            if not prefix:  # no shared prefix to cache: each row's own prefix goes in as embeddings
+                prompts = [torch.cat([self.llm.embed(torch.tensor(rows[k][1], device=device)).to(dtype), rows[k][2]])
+                           if rows[k][1] else rows[k][2] for k in members]
+            for k, reply in zip(members, self.llm.generate_from_embeds(prompts, max_new_tokens, list(prefix) or None)):
+                replies[k] = reply
+        out: Dict[str, List[str]] = {}
+        for (name, _, _), reply in zip(rows, replies):
+            out.setdefault(name, []).append(reply)
         return out
 
     def generate(self, speech: torch.Tensor, speech_lengths: torch.Tensor, task: str = "response",

@@ -449,7 +449,8 @@ if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
     # shellcheck disable=SC2086
     ${python} -m espnet_ext.bin.make_results --expdir "${expdir}" --test_sets ${test_sets} --output RESULTS.md \
         --configs "${palign_config}" "${teacher_config}" ${inference_config:+"${inference_config}"} \
-        ${cls_config:+"${cls_config}"} ${judge_config:+--judge_config "${judge_config}"}
+        ${cls_config:+"${cls_config}"} ${judge_config:+--judge_config "${judge_config}"} \
+        --ablations_dir "${expdir}/ablations"  # a recipe's local/run_ablations.sh writes there
 fi
 
 log "Finished stages ${stage}-${stop_stage}."

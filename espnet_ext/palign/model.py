@@ -382,7 +382,8 @@ class ParaAlignModel(AbsESPnetModel):
         name to (task, user): the task's student prompt, or ``user`` (with <speech>) when it is given.
         ``text_users`` maps more names to text-only user turns (one per utterance), e.g. a transcript-only
         baseline. Every prompt that starts with the same prefix (system turn, user-turn header) goes into one
-        batched generate with that prefix from the LLM's cache: on a CPU, decoding 3 rows costs about what 1 does."""
+        batched generate with that prefix from the LLM's cache (one pass per token for all of them; on a 2-core
+        CPU the cost still grows about linearly with the rows, on a GPU it barely does)."""
         emb, emb_lengths = self.encode(speech, speech_lengths, spk_mean)
         dtype, device = self.llm.dtype, emb.device
         rows: List[Tuple[str, List[int], torch.Tensor]] = []  # (name, prefix ids, embeddings after the prefix)

@@ -32,7 +32,9 @@ def add_llm_options(p: argparse.ArgumentParser, generation: bool = True) -> None
     p.add_argument("--batch_size", type=int, default=16)
     if generation:
         p.add_argument("--max_new_tokens", type=int, default=64)
-        p.add_argument("--backend", choices=("hf", "vllm"), default="hf",
+        from espnet_ext.text_generation import BACKENDS
+
+        p.add_argument("--backend", choices=BACKENDS, default="hf",
                        help="generation engine: transformers (CPU/GPU) or vLLM (GPU, its own environment)")
         p.add_argument("--vllm_conf", action=NestedDictAction, default={},
                        help="options of vllm.LLM with --backend vllm (tensor_parallel_size, gpu_memory_utilization, ...)")

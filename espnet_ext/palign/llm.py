@@ -220,15 +220,14 @@ class FrozenLLM:
         if prefix is None or len(prefix) == 0:
             return self.model.base_model(inputs_embeds=inputs, attention_mask=mask, use_cache=False).last_hidden_state
         b = inputs.shape[0]
+        full_mask = torch.cat([mask.new_ones(b, len(prefix)), mask], 1)
         if self.gradient_checkpointing and torch.is_grad_enabled():
             # A checkpointed layer runs without the KV cache (its replay would write it twice): the prefix
             # goes in as embeddings, at the cost of its forward.
             pre = self.embed(torch.tensor(list(prefix), device=inputs.device)).to(inputs.dtype)
             full = torch.cat([pre[None].expand(b, -1, -1), inputs], 1)
-            full_mask = torch.cat([mask.new_ones(b, len(prefix)), mask], 1)
             hidden = self.model.base_model(inputs_embeds=full, attention_mask=full_mask, use_cache=False).last_hidden_state
             return hidden[:, len(prefix):]
-        full_mask = torch.cat([mask.new_ones(b, len(prefix)), mask], 1)
         return self.model.base_model(inputs_embeds=inputs, attention_mask=full_mask, use_cache=True,
                                      **{self._cache_name: self.prefix_cache(prefix, b)}).last_hidden_state
 

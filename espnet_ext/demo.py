@@ -2,6 +2,7 @@
 speech tokens, its answer to "What emotion do you hear in my voice?", a transcript-only system's reply (the
 offline Whisper transcript into the same frozen LLM), and a pitch/loudness picture of the input.
 
+The page shows the reply as soon as it is decoded and the rest after it (``DemoBackend.stream``).
 The reply goes through the same path as ``palign_inference --wav`` (load_mono, batch_tensor, the model's
 greedy ``answer``), so the page shows what the CLI prints for the same file."""
 from __future__ import annotations
@@ -10,7 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -34,7 +35,9 @@ class DemoResult:
     emotion: str
     transcript: str
     text_reply: str
-    seconds: float
+    reply_seconds: float  # from the submit to the ParaAlign reply
+    seconds: float        # from the submit to this result
+    done: bool = True     # False: only the reply is in yet
 
 
 def read_recording(path: Optional[str]) -> np.ndarray:
@@ -82,21 +85,31 @@ class DemoBackend:
                 "tasks": ", ".join(self.model.tasks)}
 
     @torch.no_grad()
-    def answer(self, x: np.ndarray, prompt: Optional[str] = None) -> DemoResult:
+    def stream(self, x: np.ndarray, prompt: Optional[str] = None) -> Iterator[DemoResult]:
+        """The page's answers as they come: first the ParaAlign reply alone (what a visitor waits for), then
+        the emotion answer and the transcript-only reply, decoded together as one batch."""
         start = time.time()
         speech, lengths = batch_tensor([x], self.device)
         prompt = (prompt or "").strip() or None
-        questions = {"reply": question(self.model, self.train_args, "response", prompt),
-                     "emotion": question(self.model, self.train_args, "emotion", None)}  # as stage 7 asks
+        reply_q = {"reply": question(self.model, self.train_args, "response", prompt)}
+        reply = self.model.answer(speech, lengths, reply_q, self.max_new_tokens)["reply"][0]
+        first = time.time() - start
+        yield DemoResult(reply, "", "", "", first, first, done=False)
         transcript, text_users = "", {}
         if self.asr is not None:
             transcript = self.asr.transcribe(x)
             text_users = {"text": [teacher_prompt(self.prompt_conf, "response_neutral", transcript or "...", "")]}
-        # The two speech questions and the transcript-only turn decode as one batch (one pass per token;
-        # on 2 CPU cores that costs about what three single generations do: ~2.5 s per 24-token row).
-        out = self.model.answer(speech, lengths, questions, self.max_new_tokens, text_users=text_users)
+        emotion_q = {"emotion": question(self.model, self.train_args, "emotion", None)}  # as stage 7 asks
+        # One batched generate (on 2 CPU cores about what two single ones cost: ~2.5 s per 24-token row).
+        out = self.model.answer(speech, lengths, emotion_q, self.max_new_tokens, text_users=text_users)
         text_reply = out["text"][0] if "text" in out else self.asr_error
-        return DemoResult(out["reply"][0], out["emotion"][0], transcript, text_reply, time.time() - start)
+        yield DemoResult(reply, out["emotion"][0], transcript, text_reply, first, time.time() - start, done=True)
+
+    def answer(self, x: np.ndarray, prompt: Optional[str] = None) -> DemoResult:
+        """Everything the page shows for one recording (the last result of ``stream``)."""
+        for result in self.stream(x, prompt):
+            pass
+        return result
 
 
 def prosody_figure(x: np.ndarray):

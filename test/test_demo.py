@@ -92,10 +92,15 @@ def submit(browser, url, wav: Path, timeout: float = 120):
         WebDriverWait(browser, 15).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#audio audio")))
     except TimeoutException:
         pass
-    browser.find_element(By.CSS_SELECTOR, "#send").click()
-    status = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#status").text.strip() or None)
     value = lambda elem_id: browser.find_element(By.CSS_SELECTOR, f"#{elem_id} textarea").get_attribute("value")
-    return status, {k: value(k) for k in ("reply", "emotion", "transcript", "text_reply")}
+    status_text = lambda d: d.find_element(By.CSS_SELECTOR, "#status").text.strip()
+    browser.find_element(By.CSS_SELECTOR, "#send").click()
+    start = time.time()
+    # The reply streams in first ("Replied after ..."), the other columns after it.
+    wait.until(lambda d: value("reply") or status_text(d))
+    reply_seconds = time.time() - start
+    status = wait.until(lambda d: (s := status_text(d)) and not s.startswith("Replied after") and s)
+    return status, {k: value(k) for k in ("reply", "emotion", "transcript", "text_reply")}, reply_seconds
 
 
 def test_demo_in_a_real_browser_shows_what_the_cli_prints(demo_server, demo_model, small_corpus, browser,
@@ -104,9 +109,7 @@ def test_demo_in_a_real_browser_shows_what_the_cli_prints(demo_server, demo_mode
 
     url, log = demo_server
     wav = Path(next(iter(read_kv(small_corpus / "test" / "wav.scp").values())))
-    start = time.time()
-    status, shown = submit(browser, url, wav)
-    seconds = time.time() - start
+    status, shown, reply_seconds = submit(browser, url, wav)
     shots = Path(os.environ.get("PALIGN_TEST_ARTIFACTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(shots / "demo_screenshot.png"))
@@ -114,14 +117,14 @@ def test_demo_in_a_real_browser_shows_what_the_cli_prints(demo_server, demo_mode
     assert palign_inference.main(["--model_dir", str(demo_model), "--wav", str(wav), "--max_new_tokens", "8"]) == 0
     assert shown["reply"] == capsys.readouterr().out.rstrip("\n")
     assert shown["emotion"] and shown["text_reply"]
-    print(f"upload to reply in the browser: {seconds:.1f} s; page: {status}")
+    print(f"submit to reply in the browser: {reply_seconds:.1f} s; page: {status}")
 
     bad = tmp_path / "corrupt.wav"
     bad.write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt garbage" + os.urandom(200))
-    status, shown = submit(browser, url, bad)
+    status, shown, _ = submit(browser, url, bad)
     assert status.startswith("Cannot answer: Cannot read this file as audio"), status
     assert shown["reply"] == ""
-    status, _ = submit(browser, url, wav)  # the server still answers
+    status, _, _ = submit(browser, url, wav)  # the server still answers
     assert status.startswith("Answered a"), status
 
 

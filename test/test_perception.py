@@ -167,6 +167,28 @@ def test_speaker_norm_subtracts_the_speaker_mean(tiny_llm, tmp_path):
     assert np.load(scp["b_1"]).shape == (23,)
 
 
+def test_speaker_norm_dropout_learns_the_average_voice_for_single_files(tiny_llm):
+    model = _build(tiny_llm, "--speaker_norm", "true", "--speaker_norm_dropout", "1.0", "--normalize", "none")
+    batch = _batch(model, n=2)
+    speech, lengths = batch["speech"], batch["speech_lengths"]
+    raw, raw_lengths = model.frontend(speech[:, : lengths.max()], lengths)
+    means = [torch.randn(2, raw.shape[-1]) for _ in range(3)]
+    model.train()
+    for m in means:  # dropout 1: every training row is normalised by the running average of the speaker means
+        feats, _ = model._extract_feats(speech, lengths, m)
+    average = torch.cat(means).mean(0)
+    assert torch.allclose(model.average_speaker_mean, average, atol=1e-5) and model.speakers_seen == 6
+    assert torch.allclose(feats[0, : raw_lengths[0]], raw[0, : raw_lengths[0]] - average, atol=1e-4)
+    model.eval()  # inference: the speaker's mean when given, the training average for one file alone
+    given, _ = model._extract_feats(speech, lengths, means[0])
+    alone, _ = model._extract_feats(speech, lengths)
+    assert torch.allclose(given[1, : raw_lengths[1]], raw[1, : raw_lengths[1]] - means[0][1], atol=1e-4)
+    assert torch.allclose(alone[1, : raw_lengths[1]], raw[1, : raw_lengths[1]] - average, atol=1e-4)
+    assert "average_speaker_mean" in model.state_dict()  # saved with the encoder
+    with pytest.raises(ValueError, match="speaker_norm: true"):
+        _build(tiny_llm, "--speaker_norm_dropout", "0.5")
+
+
 def test_bootstrap_interval_hand_case():
     # 0/1 outcomes with mean 0.5: the 95 % interval holds the mean and has the binomial width (~ +-0.14)
     items = [1.0] * 25 + [0.0] * 25

@@ -24,17 +24,24 @@ def build_page(backend, examples):
     from espnet_ext.demo import DemoInputError, prosody_figure, read_recording
 
     def submit(path, prompt):
+        """A generator: Gradio shows each yield, so the reply appears before the slower columns."""
         try:
             x = read_recording(path)
-            r = backend.answer(x, prompt)
+            figure = prosody_figure(x)
+            for r in backend.stream(x, prompt):
+                if r.done:
+                    status = (f"Answered a {len(x) / 16000:.1f} s recording: the reply after {r.reply_seconds:.1f} s, "
+                              f"everything after {r.seconds:.1f} s.")
+                else:
+                    status = (f"Replied after {r.reply_seconds:.1f} s; now asking the emotion question and the "
+                              f"transcript-only system ...")
+                yield status, r.reply, r.emotion, r.transcript, r.text_reply, figure
         except DemoInputError as e:
             logging.info(f"demo: refused a recording: {e}")
-            return f"**Cannot answer:** {e}", "", "", "", "", None
+            yield f"**Cannot answer:** {e}", "", "", "", "", None
         except Exception as e:  # noqa: BLE001 - one bad request must not take the page down
             logging.exception("demo: a request failed")
-            return f"**Error:** {type(e).__name__}: {e}", "", "", "", "", None
-        status = f"Answered a {len(x) / 16000:.1f} s recording in {r.seconds:.1f} s."
-        return status, r.reply, r.emotion, r.transcript, r.text_reply, prosody_figure(x)
+            yield f"**Error:** {type(e).__name__}: {e}", "", "", "", "", None
 
     info = backend.info()
     with gr.Blocks(title="ParaAlign demo", analytics_enabled=False) as page:

@@ -18,14 +18,15 @@ from espnet_ext import systems as systems_lib
 COLUMNS = [  # (key in scores.json, header, format)
     ("train_steps", "Train steps", "{:d}"), ("pretrain_steps", "Pre-train steps", "{:d}"),
     ("rouge1", "ROUGE-1", "{:.3f}"), ("rougeL", "ROUGE-L", "{:.3f}"), ("semantic_similarity", "Sem. sim.", "{:.3f}"),
-    ("emotion_WA", "Emo WA [95% CI]", "{:.3f}"), ("emotion_UAR", "Emo UAR", "{:.3f}"),
+    ("emotion_WA", "Emo WA [95% CI]", "{:.3f}"), ("emotion_alone_WA", "Emo WA, file alone [95% CI]", "{:.3f}"),
+    ("emotion_UAR", "Emo UAR", "{:.3f}"),
     ("emotion_macro_F1", "Emo macro-F1", "{:.3f}"),
     ("pair_sensitivity", "Pair sens. [95% CI]", "{:.3f}"), ("probe_acc", "Probe acc", "{:.3f}"),
     ("judge_score", "Judge (1-10)", "{:.2f}"),
 ]
 
 
-WITH_CI = ("emotion_WA", "pair_sensitivity")  # the columns shown with their interval (scores.json has more)
+WITH_CI = ("emotion_WA", "emotion_alone_WA", "pair_sensitivity")  # the columns shown with their interval (scores.json has more)
 
 
 def cell(scores: dict, key: str, fmt: str) -> str:
@@ -262,7 +263,9 @@ def main(argv=None) -> int:
               "- ROUGE-1/L and semantic similarity: generated replies vs. the emotion-conditioned teacher replies "
               f"(similarity: {any_scores.get('semantic_similarity_model', 'not computed')}).",
               "- Emo WA/UAR: the LLM asked \"What emotion do you hear?\"; free-text answers mapped to labels "
-              "(unmapped answers count as wrong).",
+              "(unmapped answers count as wrong). Emo WA, file alone: the same question with each test file "
+              "decoded without its speaker's statistics (what the demo and `palign_inference --wav` see); "
+              "models with `speaker_norm` only.",
               "- Pair sens.: share of minimal pairs (same sentence and voice, two emotions) whose two replies are "
               "each closer (ROUGE-L) to their own teacher reply than to the other's.",
               "- Probe acc: logistic regression on mean-pooled speech tokens (train -> test); speech systems only.",

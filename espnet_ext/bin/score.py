@@ -1,7 +1,7 @@
 """Stage 8: score one system on one test set -> scores.json.
 
 Reads the system's replies (``--hyp_dir``/text) and, when present, its answers to "What emotion do you
-hear?" (``--hyp_dir``/emotion), pooled speech tokens for the linear probe (``--probe_train`` and
+hear?" (``--hyp_dir``/emotion, and ``emotion_alone``: each file decoded without its speaker's statistics), pooled speech tokens for the linear probe (``--probe_train`` and
 ``--probe_test`` .npz) and the judge's scores (``--hyp_dir``/judge). References come from the test data
 dir: ``response`` (emotion-conditioned teacher replies), ``utt2emo``, and ``utt2sentid`` (or ``text``) with
 ``utt2spk`` to form minimal pairs.
@@ -42,6 +42,19 @@ def same_utterances(got: dict, got_path: Path, want: dict, want_path: Path) -> d
     return got
 
 
+def emotion_scores(answers_file: Path, labels_file: Path, emo: dict, label_words: dict, prefix: str) -> dict:
+    """WA, UAR, macro-F1 (with bootstrap intervals) and the confusion of free-text emotion answers."""
+    words = {label: label_words.get(label, (label,)) for label in sorted(set(emo.values()))}
+    answers = same_utterances(read_kv(answers_file), answers_file, emo, labels_file)
+    pred = {u: metrics.map_emotion(answers.get(u, ""), words) for u in emo}
+    cls = metrics.classification_scores(pred, emo, sorted(words))
+    out = {f"{prefix}_WA": cls["WA"], f"{prefix}_UAR": cls["UAR"], f"{prefix}_macro_F1": cls["macro_F1"],
+           f"{prefix}_unmapped": cls["unmapped"],
+           f"{prefix}_confusion": {"labels": cls["labels"] + ["(unmapped)"], "matrix": cls["confusion"]}}
+    out.update({f"{prefix}_{k}": v for k, v in metrics.classification_cis(pred, emo, sorted(words)).items()})
+    return out
+
+
 def score(ref_dir: Path, hyp_dir: Path, label_words: dict, probe_train=None, probe_test=None,
           embedder=None, targets_dir: Optional[Path] = None) -> dict:
     """``targets_dir`` holds the teacher's ``response`` (stage 4's target dir); default ``ref_dir``."""
@@ -59,15 +72,9 @@ def score(ref_dir: Path, hyp_dir: Path, label_words: dict, probe_train=None, pro
         out["semantic_similarity"] = embedder.similarity(hyps, refs)
         out["semantic_similarity_model"] = embedder.name
     out.update(metrics.pair_sensitivity(hyps, refs, metrics.minimal_pairs(pair_groups(ref_dir), emo)))
-    if (hyp_dir / "emotion").exists():
-        words = {label: label_words.get(label, (label,)) for label in sorted(set(emo.values()))}
-        answers = same_utterances(read_kv(hyp_dir / "emotion"), hyp_dir / "emotion", emo, ref_dir / "utt2emo")
-        pred = {u: metrics.map_emotion(answers.get(u, ""), words) for u in emo}
-        cls = metrics.classification_scores(pred, emo, sorted(words))
-        out.update({"emotion_WA": cls["WA"], "emotion_UAR": cls["UAR"], "emotion_macro_F1": cls["macro_F1"],
-                    "emotion_unmapped": cls["unmapped"],
-                    "emotion_confusion": {"labels": cls["labels"] + ["(unmapped)"], "matrix": cls["confusion"]}})
-        out.update({f"emotion_{k}": v for k, v in metrics.classification_cis(pred, emo, sorted(words)).items()})
+    for name in ("emotion", "emotion_alone"):  # emotion_alone: each file without its speaker's statistics
+        if (hyp_dir / name).exists():
+            out.update(emotion_scores(hyp_dir / name, ref_dir / "utt2emo", emo, label_words, prefix=name))
     if probe_train is not None and probe_test is not None:
         xtr, ytr = load_probe(probe_train)
         xte, yte = load_probe(probe_test)
@@ -85,7 +92,7 @@ def main(argv=None) -> int:
     p.add_argument("--ref_dir", type=Path, required=True, help="test data dir with utt2emo, utt2spk")
     p.add_argument("--targets_dir", type=Path, default=None,
                    help="dir with the teacher's response (stage 4: exp/teacher_*/<set>); default --ref_dir")
-    p.add_argument("--hyp_dir", type=Path, required=True, help="dir with text [, emotion, judge]")
+    p.add_argument("--hyp_dir", type=Path, required=True, help="dir with text [, emotion, emotion_alone, judge]")
     p.add_argument("--output", type=Path, required=True, help="scores.json")
     p.add_argument("--system", default=None, choices=sorted(systems.NAMES),
                    help="declare what --hyp_dir holds: system.yaml is written beside scores.json (stage 12 reads it)")

@@ -125,6 +125,7 @@ class ParaAlignModel(AbsESPnetModel):
         max_target_tokens: int = 0,
         aux_conf: Optional[dict] = None,
         speaker_norm: bool = False,
+        speaker_norm_dropout: float = 0.0,
         cache_prefix: bool = True,
         ctc_conf: Optional[dict] = None,
         encoder_only: bool = False,
@@ -154,6 +155,17 @@ class ParaAlignModel(AbsESPnetModel):
         self.max_target_tokens = max_target_tokens  # > 0: learn only the first N tokens of each target
         self.cache_prefix = cache_prefix
         self.speaker_norm = speaker_norm
+        # speaker_norm_dropout: the share of training rows normalised by the training voices' average instead of
+        # their own speaker's mean; then one file with no speaker statistics (the demo, --wav) is understood
+        # too: it is normalised by that average (a running mean of the speaker means seen in training).
+        self.speaker_norm_dropout = float(speaker_norm_dropout)
+        if not 0.0 <= self.speaker_norm_dropout <= 1.0:
+            raise ValueError(f"speaker_norm_dropout must be in [0, 1], got {speaker_norm_dropout}")
+        if self.speaker_norm_dropout > 0:
+            if not speaker_norm or frontend is None:
+                raise ValueError("speaker_norm_dropout needs speaker_norm: true and a frontend")
+            self.register_buffer("average_speaker_mean", torch.zeros(frontend.output_size()))
+            self.register_buffer("speakers_seen", torch.zeros(()))  # utterances averaged into it
         aux_conf = dict(aux_conf or {})
         self.aux_weight = float(aux_conf.get("weight", 0.0))
         self.aux_labels = [str(x) for x in aux_conf.get("labels", [])]
@@ -222,12 +234,25 @@ class ParaAlignModel(AbsESPnetModel):
             feats, lengths = self.frontend(speech, speech_lengths)
         if self.speaker_norm:
             # Per-speaker mean subtraction (Kaldi's per-speaker CMN): the emotion is what differs from the
-            # speaker's usual level, pitch and timbre. Without a speaker mean (one file), the utterance's own.
+            # speaker's usual level, pitch and timbre. Without a speaker mean (one file): the training voices'
+            # average if the model learnt to use it (speaker_norm_dropout), else the utterance's own mean.
             if spk_mean is None:
-                spk_mean = masked_mean(feats, lengths)
+                spk_mean = (self.average_speaker_mean.expand(feats.shape[0], -1) if self.speaker_norm_dropout > 0
+                            else masked_mean(feats, lengths))
+            elif self.speaker_norm_dropout > 0 and self.training:
+                spk_mean = self._drop_speaker_means(spk_mean.to(self.average_speaker_mean.dtype))
             valid = (torch.arange(feats.shape[1], device=feats.device)[None] < lengths[:, None])[..., None]
             feats = (feats - spk_mean.to(feats.dtype)[:, None, :]) * valid
         return feats, lengths
+
+    @torch.no_grad()
+    def _drop_speaker_means(self, spk_mean: torch.Tensor) -> torch.Tensor:
+        """Update the running average of the speaker means, and put it in place of a random share of rows."""
+        n = spk_mean.shape[0]
+        self.speakers_seen += n
+        self.average_speaker_mean += (spk_mean.sum(0) - n * self.average_speaker_mean) / self.speakers_seen
+        drop = torch.rand(n, device=spk_mean.device) < self.speaker_norm_dropout
+        return torch.where(drop[:, None], self.average_speaker_mean.expand_as(spk_mean), spk_mean)
 
     def collect_feats(self, speech: torch.Tensor, speech_lengths: torch.Tensor, spk_mean=None,
                       **kwargs) -> Dict[str, torch.Tensor]:

@@ -135,7 +135,12 @@ class PalignTask(AbsTask):
                                 "(checked where the file exists; a packed model used elsewhere skips it)")
         group.add_argument("--speaker_norm", type=str2bool, default=False,
                            help="subtract each speaker's mean frontend features (data field spk_mean, "
-                                "written by bin/speaker_stats.py); one file alone is normalised by itself")
+                                "written by bin/speaker_stats.py); one file alone is normalised by itself, "
+                                "unless --speaker_norm_dropout > 0")
+        group.add_argument("--speaker_norm_dropout", type=float, default=0.0,
+                           help="share of training rows normalised by the training voices' average speaker mean "
+                                "instead of their own, so that one file without speaker statistics is "
+                                "normalised by that average at inference (the demo, palign_inference --wav)")
         group.add_argument("--ctc_conf", action=NestedDictAction, default={},
                            help="CTC on the transcript's LLM tokens from the speech tokens, whose classes are the "
                                 "LLM's embeddings: weight (0: off, the paper's setup); data field transcript "
@@ -239,6 +244,7 @@ class PalignTask(AbsTask):
             task_ratios=(args.task_conf or {}).get("ratios"), task_weights=(args.task_conf or {}).get("weights"),
             max_target_tokens=getattr(args, "max_target_tokens", 0),
             aux_conf=getattr(args, "aux_conf", None), speaker_norm=getattr(args, "speaker_norm", False),
+            speaker_norm_dropout=getattr(args, "speaker_norm_dropout", 0.0),
             cache_prefix=getattr(args, "cache_prefix", True), ctc_conf=getattr(args, "ctc_conf", None),
             encoder_only=getattr(args, "encoder_only", False))
         if args.init is not None:

@@ -321,7 +321,19 @@ decode_model() {  # $1: the stage this runs as (its log lines and time go there)
             ${python} -m espnet_ext.bin.palign_inference --model_dir "${palign_exp}" "${_opts[@]}" \
             --data_dir "${_dir}/logdir/split${_n}/JOB" --output "${_dir}/logdir/text.JOB" \
             --emotion_output "${_dir}/logdir/emotion.JOB" "${_spk[@]}" --device "${_device}" ${inference_args}
-        for f in text emotion; do
+        _files="text emotion"
+        if [ "${speaker_norm}" = True ]; then
+            # The emotion question again with each file alone, without its speaker's statistics: what the
+            # demo and palign_inference --wav see (stage 8 scores it as "file alone").
+            _files+=" emotion_alone"
+            # shellcheck disable=SC2086
+            ${decode_cmd} --gpu "$("${gpu_inference}" && echo 1 || echo 0)" \
+                --num_threads "$(threads_per_job "${_n}")" JOB=1:"${_n}" "${_dir}/logdir/decode_alone.JOB.log" \
+                ${python} -m espnet_ext.bin.palign_inference --model_dir "${palign_exp}" "${_opts[@]}" --task emotion \
+                --data_dir "${_dir}/logdir/split${_n}/JOB" --output "${_dir}/logdir/emotion_alone.JOB" \
+                --device "${_device}" ${inference_args}
+        fi
+        for f in ${_files}; do
             for i in $(seq "${_n}"); do cat "${_dir}/logdir/${f}.${i}"; done | LC_ALL=C sort > "${_dir}/${f}"
         done
         log "${dset}: $(wc -l < "${_dir}/text") replies in ${_dir}/text, emotion answers in ${_dir}/emotion"

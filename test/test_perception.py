@@ -177,7 +177,7 @@ def test_speaker_norm_dropout_learns_the_average_voice_for_single_files(tiny_llm
     for m in means:  # dropout 1: every training row is normalised by the running average of the speaker means
         feats, _ = model._extract_feats(speech, lengths, m)
     average = torch.cat(means).mean(0)
-    assert torch.allclose(model.average_speaker_mean, average, atol=1e-5) and model.speakers_seen == 6
+    assert torch.allclose(model.average_speaker_mean, average, atol=1e-5) and model.speaker_means_seen == 6
     assert torch.allclose(feats[0, : raw_lengths[0]], raw[0, : raw_lengths[0]] - average, atol=1e-4)
     model.eval()  # inference: the speaker's mean when given, the training average for one file alone
     given, _ = model._extract_feats(speech, lengths, means[0])

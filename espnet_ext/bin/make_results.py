@@ -26,7 +26,8 @@ COLUMNS = [  # (key in scores.json, header, format)
 ]
 
 
-WITH_CI = ("emotion_WA", "emotion_alone_WA", "pair_sensitivity")  # the columns shown with their interval (scores.json has more)
+# the columns shown with their interval (scores.json has more)
+WITH_CI = ("emotion_WA", "emotion_alone_WA", "pair_sensitivity")
 
 
 def cell(scores: dict, key: str, fmt: str) -> str:

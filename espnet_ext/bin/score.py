@@ -1,10 +1,10 @@
 """Stage 8: score one system on one test set -> scores.json.
 
 Reads the system's replies (``--hyp_dir``/text) and, when present, its answers to "What emotion do you
-hear?" (``--hyp_dir``/emotion, and ``emotion_alone``: each file decoded without its speaker's statistics), pooled speech tokens for the linear probe (``--probe_train`` and
-``--probe_test`` .npz) and the judge's scores (``--hyp_dir``/judge). References come from the test data
-dir: ``response`` (emotion-conditioned teacher replies), ``utt2emo``, and ``utt2sentid`` (or ``text``) with
-``utt2spk`` to form minimal pairs.
+hear?" (``--hyp_dir``/emotion, and ``emotion_alone``: each file decoded without its speaker's statistics),
+pooled speech tokens for the linear probe (``--probe_train`` and ``--probe_test`` .npz) and the judge's
+scores (``--hyp_dir``/judge). References come from the test data dir: ``response`` (emotion-conditioned
+teacher replies), ``utt2emo``, and ``utt2sentid`` (or ``text``) with ``utt2spk`` to form minimal pairs.
 """
 import json
 import logging
@@ -73,8 +73,9 @@ def score(ref_dir: Path, hyp_dir: Path, label_words: dict, probe_train=None, pro
         out["semantic_similarity_model"] = embedder.name
     out.update(metrics.pair_sensitivity(hyps, refs, metrics.minimal_pairs(pair_groups(ref_dir), emo)))
     for name in ("emotion", "emotion_alone"):  # emotion_alone: each file without its speaker's statistics
-        if (hyp_dir / name).exists():
-            out.update(emotion_scores(hyp_dir / name, ref_dir / "utt2emo", emo, label_words, prefix=name))
+        answers = hyp_dir / name
+        if answers.exists():
+            out.update(emotion_scores(answers, ref_dir / "utt2emo", emo, label_words, prefix=name))
     if probe_train is not None and probe_test is not None:
         xtr, ytr = load_probe(probe_train)
         xte, yte = load_probe(probe_test)

@@ -165,7 +165,7 @@ class ParaAlignModel(AbsESPnetModel):
             if not speaker_norm or frontend is None:
                 raise ValueError("speaker_norm_dropout needs speaker_norm: true and a frontend")
             self.register_buffer("average_speaker_mean", torch.zeros(frontend.output_size()))
-            self.register_buffer("speakers_seen", torch.zeros(()))  # utterances averaged into it
+            self.register_buffer("speaker_means_seen", torch.zeros(()))  # rows averaged into it
         aux_conf = dict(aux_conf or {})
         self.aux_weight = float(aux_conf.get("weight", 0.0))
         self.aux_labels = [str(x) for x in aux_conf.get("labels", [])]
@@ -249,8 +249,8 @@ class ParaAlignModel(AbsESPnetModel):
     def _drop_speaker_means(self, spk_mean: torch.Tensor) -> torch.Tensor:
         """Update the running average of the speaker means, and put it in place of a random share of rows."""
         n = spk_mean.shape[0]
-        self.speakers_seen += n
-        self.average_speaker_mean += (spk_mean.sum(0) - n * self.average_speaker_mean) / self.speakers_seen
+        self.speaker_means_seen += n
+        self.average_speaker_mean += (spk_mean.sum(0) - n * self.average_speaker_mean) / self.speaker_means_seen
         drop = torch.rand(n, device=spk_mean.device) < self.speaker_norm_dropout
         return torch.where(drop[:, None], self.average_speaker_mean.expand_as(spk_mean), spk_mean)
 

@@ -91,8 +91,10 @@ class DemoBackend:
         start = time.time()
         speech, lengths = batch_tensor([x], self.device)
         prompt = (prompt or "").strip() or None
+        with torch.no_grad():
+            tokens = self.model.encode(speech, lengths)  # once, for every question below
         reply_q = {"reply": question(self.model, self.train_args, "response", prompt)}
-        reply = self.model.answer(speech, lengths, reply_q, self.max_new_tokens)["reply"][0]
+        reply = self.model.answer_tokens([(*tokens, reply_q)], self.max_new_tokens)["reply"][0]
         first = time.time() - start
         yield DemoResult(reply, "", "", "", first, first, done=False)
         transcript, text_users = "", {}
@@ -101,7 +103,7 @@ class DemoBackend:
             text_users = {"text": [teacher_prompt(self.prompt_conf, "response_neutral", transcript or "...", "")]}
         emotion_q = {"emotion": question(self.model, self.train_args, "emotion", None)}  # as stage 7 asks
         # One batched generate (on 2 CPU cores about what two single ones cost: ~2.5 s per 24-token row).
-        out = self.model.answer(speech, lengths, emotion_q, self.max_new_tokens, text_users=text_users)
+        out = self.model.answer_tokens([(*tokens, emotion_q)], self.max_new_tokens, text_users)
         text_reply = out["text"][0] if "text" in out else self.asr_error
         yield DemoResult(reply, out["emotion"][0], transcript, text_reply, first, time.time() - start, done=True)
 

@@ -89,11 +89,16 @@ def speaker_means(spk_mean_scp: Optional[Dict[str, str]], keys: List[str], devic
     return torch.from_numpy(np.stack([np.load(spk_mean_scp[k]) for k in keys])).to(device)
 
 
-def decode_dir(model, train_args, data_dir: Path, outputs: Dict[str, Tuple[str, Optional[str]]], batch_size: int,
-               max_new_tokens: int, device: str, spk_mean_scp: Optional[Path] = None) -> int:
+Questions = Dict[str, Tuple[str, Optional[str]]]
+
+
+def decode_dir(model, train_args, data_dir: Path, outputs: Questions, batch_size: int, max_new_tokens: int,
+               device: str, spk_mean_scp: Optional[Path] = None, alone_outputs: Optional[Questions] = None) -> int:
     """Answer every utterance of ``data_dir``: ``outputs`` maps an output file to (task, user turn). All
-    questions are asked of one encoding of each batch. Audio is read as training reads it (SpeechReader).
-    Lines are appended after every batch; a rerun skips utterances already in every output file."""
+    questions are asked of one encoding of each batch (with the speaker means of ``spk_mean_scp``);
+    ``alone_outputs``' of a second encoding without them (each file alone). Audio is read as training reads it
+    (SpeechReader). Lines are appended after every batch; a rerun skips utterances already in every output."""
+    alone_outputs = alone_outputs or {}
     wav_scp = read_kv(data_dir / "wav.scp")
     read = SpeechReader(data_dir, train_args)
     spk_mean = read_kv(spk_mean_scp) if spk_mean_scp is not None else None
@@ -101,8 +106,8 @@ def decode_dir(model, train_args, data_dir: Path, outputs: Dict[str, Tuple[str, 
         missing = sorted(set(wav_scp) - set(spk_mean))
         raise SystemExit(f"{spk_mean_scp}: no speaker mean for {len(missing)} utterance(s) of "
                          f"{data_dir / 'wav.scp'}, e.g. '{missing[0]}'")
-    done_sets = []
-    for out in outputs:
+    done_sets, every_output = [], {**outputs, **alone_outputs}
+    for out in every_output:
         done = set()
         if Path(out).exists():
             done = {line.split(maxsplit=1)[0] for line in Path(out).read_text(encoding="utf-8").splitlines()
@@ -111,13 +116,13 @@ def decode_dir(model, train_args, data_dir: Path, outputs: Dict[str, Tuple[str, 
     done_all = set.intersection(*done_sets) if done_sets else set()
     todo = [u for u in wav_scp if u not in done_all]
     logging.info(f"{data_dir}: {len(wav_scp)} utterances, {len(done_all)} already decoded, {len(todo)} to go")
-    for out, done in zip(outputs, done_sets):  # a partly written file keeps only complete utterances
+    for out, done in zip(every_output, done_sets):  # a partly written file keeps only complete utterances
         if Path(out).exists():
             lines = [ln for ln in Path(out).read_text(encoding="utf-8").splitlines()
                      if ln.strip() and ln.split(maxsplit=1)[0] in done_all]
             Path(out).write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-    files = {out: open(out, "a", encoding="utf-8") for out in outputs}
+    files = {out: open(out, "a", encoding="utf-8") for out in every_output}
     try:
         # Similar lengths in a batch: little padding, and the order does not change any result.
         todo.sort(key=lambda u: Path(wav_scp[u]).stat().st_size if not wav_scp[u].endswith("|") else 0)
@@ -125,7 +130,8 @@ def decode_dir(model, train_args, data_dir: Path, outputs: Dict[str, Tuple[str, 
             keys = todo[i:i + batch_size]
             speech, lengths = batch_tensor([read(k) for k in keys], device)
             means = speaker_means(spk_mean, keys, device)
-            answers = model.answer(speech, lengths, dict(outputs), max_new_tokens, means)
+            answers = model.answer(speech, lengths, dict(outputs), max_new_tokens, means,
+                                   alone_questions=dict(alone_outputs))
             for out, f in files.items():
                 for k, r in zip(keys, answers[out]):
                     f.write(f"{k} {r}\n" if r else f"{k}\n")
@@ -133,7 +139,7 @@ def decode_dir(model, train_args, data_dir: Path, outputs: Dict[str, Tuple[str, 
     finally:
         for f in files.values():
             f.close()
-    for out in outputs:  # sorted, one line per utterance, as Kaldi tools expect
+    for out in every_output:  # sorted, one line per utterance, as Kaldi tools expect
         lines = {ln.split(maxsplit=1)[0]: ln for ln in Path(out).read_text(encoding="utf-8").splitlines() if ln}
         Path(out).write_text("".join(lines[k] + "\n" for k in sorted(lines)), encoding="utf-8")
     return len(todo)

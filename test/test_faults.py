@@ -49,6 +49,8 @@ def test_inference_data_dir_needs_output_and_wav_scp(model_dir, tmp_path, capsys
     assert "--output is required" in _infer(capsys, "--model_dir", str(model_dir), "--data_dir", str(tmp_path))
     err = _infer(capsys, "--model_dir", str(model_dir), "--data_dir", str(tmp_path), "--output", "o")
     assert f"--data_dir {tmp_path}: no wav.scp" in err
+    err = _infer(capsys, "--model_dir", str(model_dir), "--wav", "x.wav", "--emotion_alone_output", "o")
+    assert "--emotion_alone_output works with --data_dir only" in err  # not silently ignored
 
 
 def test_inference_missing_model_file_and_speaker_means(model_dir, tmp_path, capsys):

@@ -185,6 +185,13 @@ def test_speaker_norm_dropout_learns_the_average_voice_for_single_files(tiny_llm
     assert torch.allclose(given[1, : raw_lengths[1]], raw[1, : raw_lengths[1]] - means[0][1], atol=1e-4)
     assert torch.allclose(alone[1, : raw_lengths[1]], raw[1, : raw_lengths[1]] - average, atol=1e-4)
     assert "average_speaker_mean" in model.state_dict()  # saved with the encoder
+    # Stage 7 asks "file alone" questions beside the others: a second encoding without the speaker means.
+    q = {"q": ("response", None)}
+    both = model.answer(speech, lengths, q, 3, means[0], alone_questions={"alone": ("response", None)})
+    assert both["q"] == model.answer(speech, lengths, q, 3, means[0])["q"]
+    assert both["alone"] == model.answer(speech, lengths, q, 3)["q"]
+    with pytest.raises(ValueError, match="'q' is asked twice"):
+        model.answer(speech, lengths, q, 3, means[0], alone_questions=q)
     with pytest.raises(ValueError, match="speaker_norm: true"):
         _build(tiny_llm, "--speaker_norm_dropout", "0.5")
 

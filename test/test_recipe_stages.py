@@ -102,6 +102,10 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
         assert topline["pair_sensitivity"] >= other["pair_sensitivity"], name
     main = json.loads((systems["ParaAlign"] / "test" / "scores.json").read_text())
     assert 0 <= main["probe_acc"] <= 1
+    # speaker_norm: the emotion question also asked of each file alone, in the same decoding process
+    decoded = exp / "decode" / "test"
+    assert datadir.read_kv(decoded / "emotion_alone").keys() == datadir.read_kv(decoded / "emotion").keys()
+    assert 0 <= main["emotion_alone_WA"] <= 1 and not list((decoded / "logdir").glob("decode_alone.*"))
     kinds = {"ParaAlign": "paraalign", "semantic": "semantic", "topline": "topline", "text_oracle": "text_oracle",
              "text_asr": "text_asr", "cls": "cls", "cls_asr": "cls_asr"}
     for name, root in systems.items():  # every system declares itself; stage 12 reads these

@@ -29,6 +29,10 @@ def check_inputs(parser, args) -> None:
             parser.error("--output is required with --data_dir")
         if not (args.data_dir / "wav.scp").is_file():
             parser.error(f"--data_dir {args.data_dir}: no wav.scp")
+    else:
+        for opt in ("output", "emotion_output", "emotion_alone_output", "spk_mean_scp"):
+            if getattr(args, opt) is not None:
+                parser.error(f"--{opt} works with --data_dir only (with --wav the replies go to stdout)")
     for wav in args.wav or []:
         if not wav.is_file():
             parser.error(f"--wav {wav}: no such file")
@@ -50,6 +54,9 @@ def main(argv=None) -> int:
     p.add_argument("--output", type=Path, help="Kaldi text file of replies (with --data_dir)")
     p.add_argument("--emotion_output", type=Path, default=None,
                    help="with --data_dir: also ask the 'emotion' task's question of the same encoding, into this file")
+    p.add_argument("--emotion_alone_output", type=Path, default=None,
+                   help="with --data_dir: also ask the 'emotion' question of each file alone, without --spk_mean_scp "
+                        "(what the demo and --wav hear), into this file")
     p.add_argument("--spk_mean_scp", type=Path, default=None,
                    help="with --data_dir: each utterance's speaker mean (stage 5), for a speaker_norm model")
     p.add_argument("--prompt", default=None, help='ask something else, e.g. "What emotion do you hear?"')
@@ -61,17 +68,19 @@ def main(argv=None) -> int:
     check_inputs(p, args)  # before the model loads: a typo costs no LLM start-up
     model, train_args = load_model(args.model_dir, args.model_file, args.device)
     task, user = question(model, train_args, args.task, args.prompt)
-    if model.speaker_norm and args.spk_mean_scp is None:
+    if model.speaker_norm and args.spk_mean_scp is None and args.emotion_alone_output is None:
         logging.warning("a speaker_norm model without speaker means (--spk_mean_scp): " + (
             "each utterance is normalised by the training voices' average (speaker_norm_dropout)"
             if model.speaker_norm_dropout > 0 else
             "each utterance is normalised by itself, which removes the cues this model learnt from"))
     if args.data_dir:
-        outputs = {str(args.output): (task, user)}
+        outputs, alone = {str(args.output): (task, user)}, {}
         if args.emotion_output is not None:
             outputs[str(args.emotion_output)] = question(model, train_args, "emotion", None)
+        if args.emotion_alone_output is not None:
+            alone[str(args.emotion_alone_output)] = question(model, train_args, "emotion", None)
         decode_dir(model, train_args, args.data_dir, outputs, args.batch_size, args.max_new_tokens, args.device,
-                   args.spk_mean_scp)
+                   args.spk_mean_scp, alone)
         return 0
     for wav in args.wav:
         speech, lengths = batch_tensor([load_mono(str(wav), FS)], args.device)  # readable: check_inputs

@@ -195,6 +195,10 @@ class FrozenLLM:
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model.get_input_embeddings()(ids.to(self.device))
 
+    def embed_ids(self, ids: Sequence[int]) -> torch.Tensor:
+        """(T, H) embeddings of token ids in the LLM's dtype: prompt pieces that go in beside speech tokens."""
+        return self.embed(torch.tensor(list(ids), dtype=torch.long, device=self.device)).to(self.dtype)
+
     @torch.no_grad()
     def prefix_kv(self, ids: Sequence[int]) -> List[Tuple[torch.Tensor, torch.Tensor]]:
         """Keys and values of a constant prompt prefix (system turn, user-turn header), computed once: the
@@ -224,7 +228,7 @@ class FrozenLLM:
         if self.gradient_checkpointing and torch.is_grad_enabled():
             # A checkpointed layer runs without the KV cache (its replay would write it twice): the prefix
             # goes in as embeddings, at the cost of its forward.
-            pre = self.embed(torch.tensor(list(prefix), device=inputs.device)).to(inputs.dtype)
+            pre = self.embed_ids(prefix).to(inputs.dtype)
             full = torch.cat([pre[None].expand(b, -1, -1), inputs], 1)
             hidden = self.model.base_model(inputs_embeds=full, attention_mask=full_mask, use_cache=False).last_hidden_state
             return hidden[:, len(prefix):]
@@ -247,7 +251,7 @@ class FrozenLLM:
             mask[i, p + width - e.shape[0]:] = 1
         kw = {}
         if p:  # generate() takes the whole sequence and skips the positions that the cache holds
-            pre = self.embed(torch.tensor(list(prefix), device=self.device)).to(self.dtype)
+            pre = self.embed_ids(prefix)
             batch = torch.cat([pre[None].expand(n, -1, -1), batch], 1)
             kw[self._cache_name] = self.prefix_cache(prefix, n)
         out = self.model.generate(inputs_embeds=batch, attention_mask=mask, max_new_tokens=max_new_tokens,
@@ -261,5 +265,5 @@ class FrozenLLM:
         (system turn, user-turn header) comes from the prefix cache."""
         ids = [self.chat.encode(self.chat.render(u)) for u in users]
         prefix = self.chat.common_prefix(ids)
-        embeds = [self.embed(torch.tensor(x[len(prefix):])) for x in ids]
+        embeds = [self.embed_ids(x[len(prefix):]) for x in ids]
         return self.generate_from_embeds(embeds, max_new_tokens, prefix)

@@ -402,26 +402,43 @@ class ParaAlignModel(AbsESPnetModel):
     @torch.no_grad()
     def answer(self, speech: torch.Tensor, speech_lengths: torch.Tensor, questions: Dict[str, Tuple[str, Optional[str]]],
                max_new_tokens: int = 64, spk_mean: Optional[torch.Tensor] = None,
-               text_users: Optional[Dict[str, List[str]]] = None) -> Dict[str, List[str]]:
+               text_users: Optional[Dict[str, List[str]]] = None,
+               alone_questions: Optional[Dict[str, Tuple[str, Optional[str]]]] = None) -> Dict[str, List[str]]:
         """Greedy replies to several questions about the same speech, encoded once. ``questions`` maps a
         name to (task, user): the task's student prompt, or ``user`` (with <speech>) when it is given.
-        ``text_users`` maps more names to text-only user turns (one per utterance), e.g. a transcript-only
-        baseline. Every prompt that starts with the same prefix (system turn, user-turn header) goes into one
-        batched generate with that prefix from the LLM's cache (one pass per token for all of them; on a 2-core
-        CPU the cost still grows about linearly with the rows, on a GPU it barely does)."""
-        emb, emb_lengths = self.encode(speech, speech_lengths, spk_mean)
-        dtype, device = self.llm.dtype, emb.device
+        ``alone_questions``: more questions, asked of a second encoding without ``spk_mean`` (each file
+        alone, as the demo hears it), in the same batched generate. ``text_users``: see ``answer_tokens``."""
+        asked = [(*self.encode(speech, speech_lengths, spk_mean), questions)]
+        if alone_questions:
+            asked.append((*self.encode(speech, speech_lengths, None), alone_questions))
+        return self.answer_tokens(asked, max_new_tokens, text_users)
+
+    @torch.no_grad()
+    def answer_tokens(self, asked: List[Tuple[torch.Tensor, torch.Tensor, Dict[str, Tuple[str, Optional[str]]]]],
+                      max_new_tokens: int = 64,
+                      text_users: Optional[Dict[str, List[str]]] = None) -> Dict[str, List[str]]:
+        """Greedy replies to questions about speech already encoded: ``asked`` lists (speech tokens (B, S, H),
+        their lengths, questions as in ``answer``). ``text_users`` maps more names to text-only user turns
+        (one per utterance), e.g. a transcript-only baseline. Every prompt that starts with the same prefix
+        (system turn, user-turn header) goes into one batched generate with that prefix from the LLM's cache
+        (one pass per token for all of them; on a 2-core CPU the cost still grows about linearly with the
+        rows, on a GPU it barely does)."""
+        dtype = self.llm.dtype
         rows: List[Tuple[str, List[int], torch.Tensor]] = []  # (name, prefix ids, embeddings after the prefix)
-        for name, (task, user) in questions.items():
-            prefix, suffix = self.prompt_ids(task, user)
-            suf = self.llm.embed(torch.tensor(suffix, device=device)).to(dtype)
-            rows += [(name, prefix, torch.cat([emb[i, : emb_lengths[i]].to(dtype), suf])) for i in range(emb.shape[0])]
+        for emb, emb_lengths, questions in asked:
+            for name, (task, user) in questions.items():
+                if any(r[0] == name for r in rows):
+                    raise ValueError(f"question '{name}' is asked twice")
+                prefix, suffix = self.prompt_ids(task, user)
+                suf = self.llm.embed_ids(suffix)
+                rows += [(name, prefix, torch.cat([emb[i, : emb_lengths[i]].to(dtype), suf]))
+                         for i in range(emb.shape[0])]
         chat = self.llm.chat
         for name, users in (text_users or {}).items():
             for user in users:
                 ids = chat.encode(chat.render(user))
                 shared = next((r[1] for r in rows if r[1] and ids[: len(r[1])] == r[1]), [])
-                rows.append((name, shared, self.llm.embed(torch.tensor(ids[len(shared):], device=device)).to(dtype)))
+                rows.append((name, shared, self.llm.embed_ids(ids[len(shared):])))
         groups: Dict[Tuple[int, ...], List[int]] = {}
         for k, (_, prefix, _) in enumerate(rows):
             groups.setdefault(tuple(prefix) if self.cache_prefix else (), []).append(k)
@@ -429,8 +446,8 @@ class ParaAlignModel(AbsESPnetModel):
         for prefix, members in groups.items():
             prompts = [rows[k][2] for k in members]
             if not prefix:  # no shared prefix to cache: each row's own prefix goes in as embeddings
-                prompts = [torch.cat([self.llm.embed(torch.tensor(rows[k][1], device=device)).to(dtype), rows[k][2]])
-                           if rows[k][1] else rows[k][2] for k in members]
+                prompts = [torch.cat([self.llm.embed_ids(rows[k][1]), rows[k][2]]) if rows[k][1] else rows[k][2]
+                           for k in members]
             for k, reply in zip(members, self.llm.generate_from_embeds(prompts, max_new_tokens, list(prefix) or None)):
                 replies[k] = reply
         out: Dict[str, List[str]] = {}

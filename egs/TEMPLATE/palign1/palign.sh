@@ -311,7 +311,14 @@ decode_model() {  # $1: the stage this runs as (its log lines and time go there)
         _dir=${palign_exp}/${inference_tag}/${dset}; mkdir -p "${_dir}/logdir"
         _n=$(min "${inference_nj}" "$(wc -l < "${data_feats}/${dset}/wav.scp")")
         utils/split_data_dir.sh "${data_feats}/${dset}" "${_n}" --out "${_dir}/logdir/split${_n}" > /dev/null
-        _spk=(); [ "${speaker_norm}" = True ] && _spk=(--spk_mean_scp "${spk_stats}/${dset}/spk_mean.scp")
+        _spk=() _files="text emotion"
+        if [ "${speaker_norm}" = True ]; then
+            # With the speaker's statistics, and the emotion question again for each file alone, without them:
+            # what the demo and palign_inference --wav hear (stage 8 scores it as "file alone").
+            _spk=(--spk_mean_scp "${spk_stats}/${dset}/spk_mean.scp"
+                  --emotion_alone_output "${_dir}/logdir/emotion_alone.JOB")
+            _files+=" emotion_alone"
+        fi
         # The reply, and the answer to "What emotion do you hear?" (the prompt config's student 'emotion'
         # turn) from the same encoding, with the reply's token budget: the text baselines' answers get the
         # teacher's, and a cut answer ("The user's voice is quite melanch") would be scored wrong.
@@ -321,18 +328,6 @@ decode_model() {  # $1: the stage this runs as (its log lines and time go there)
             ${python} -m espnet_ext.bin.palign_inference --model_dir "${palign_exp}" "${_opts[@]}" \
             --data_dir "${_dir}/logdir/split${_n}/JOB" --output "${_dir}/logdir/text.JOB" \
             --emotion_output "${_dir}/logdir/emotion.JOB" "${_spk[@]}" --device "${_device}" ${inference_args}
-        _files="text emotion"
-        if [ "${speaker_norm}" = True ]; then
-            # The emotion question again with each file alone, without its speaker's statistics: what the
-            # demo and palign_inference --wav see (stage 8 scores it as "file alone").
-            _files+=" emotion_alone"
-            # shellcheck disable=SC2086
-            ${decode_cmd} --gpu "$("${gpu_inference}" && echo 1 || echo 0)" \
-                --num_threads "$(threads_per_job "${_n}")" JOB=1:"${_n}" "${_dir}/logdir/decode_alone.JOB.log" \
-                ${python} -m espnet_ext.bin.palign_inference --model_dir "${palign_exp}" "${_opts[@]}" --task emotion \
-                --data_dir "${_dir}/logdir/split${_n}/JOB" --output "${_dir}/logdir/emotion_alone.JOB" \
-                --device "${_device}" ${inference_args}
-        fi
         for f in ${_files}; do
             for i in $(seq "${_n}"); do cat "${_dir}/logdir/${f}.${i}"; done | LC_ALL=C sort > "${_dir}/${f}"
         done

@@ -130,7 +130,7 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
         assert (abl / f"{v}_seed0" / f"palign_{v}" / "decode" / "test" / "scores.json").exists()
     assert yaml.safe_load((abl / "conf" / "no_aux.yaml").read_text())["aux_conf"]["weight"] == 0
     results = (recipe / "RESULTS.md").read_text()
-    assert "## Ablations" in results and "ParaAlign (main)" not in results
+    assert "## Ablations" in results and "ParaAlign (main)" not in results and "| Emo WA, file alone |" in results
     rows = [line for line in results.splitlines() if line.startswith(("| main |", "| no_aux |"))]
     assert len(rows) == 4, rows  # two variants x two test sets
     assert "| no_aux | `{aux_conf: {weight: 0}}` | 0 | 6 |" in results

@@ -52,8 +52,8 @@ def table(systems, dset: str) -> List[str]:
     return lines
 
 
-ABLATION_COLUMNS = [("emotion_WA", "Emo WA"), ("pair_sensitivity", "Pair sens."), ("rougeL", "ROUGE-L"),
-                    ("probe_acc", "Probe acc")]
+ABLATION_COLUMNS = [("emotion_WA", "Emo WA"), ("emotion_alone_WA", "Emo WA, file alone"),
+                    ("pair_sensitivity", "Pair sens."), ("rougeL", "ROUGE-L"), ("probe_acc", "Probe acc")]
 
 
 def ablation_runs(abl_dir: Path, test_sets: List[str]) -> Dict[str, List[dict]]:
@@ -96,7 +96,9 @@ def ablation_section(abl_dir: Path, test_sets: List[str]) -> List[str]:
     lines = ["", "## Ablations", "",
              "Produced by `local/run_ablations.sh` on this run's data and teacher targets: each variant is the main "
              "training config with the keys shown replaced, trained for the same steps. One seed: the value "
-             "[95% bootstrap CI]; several seeds: mean ± std over seeds. Wall: training, decoding and scoring."]
+             "[95% bootstrap CI]; several seeds: mean ± std over seeds. Wall: training, decoding and scoring. "
+             "Without a `main` row, compare with the ParaAlign row above (the main config, seed 0). File alone: "
+             "only for speaker-normalised variants."]
     for dset in test_sets:
         head = " | ".join(h for _, h in ABLATION_COLUMNS)
         lines += ["", f"### {dset}", "", f"| Variant | Changes | Seeds | Train steps | Wall (s, mean) | {head} |",

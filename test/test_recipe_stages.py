@@ -123,16 +123,18 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
 
     # Ablations on top of the run: two variants, one seed, each trained/decoded/scored in its own dir, then
     # the section in RESULTS.md; the main tables do not pick up the variants' systems.
-    proc = run(["local/run_ablations.sh", "--llm", "tiny", "--variants", "main no_aux", "--seeds", "1"], cwd=recipe)
+    proc = run(["local/run_ablations.sh", "--llm", "tiny", "--variants", "paper no_aux", "--seeds", "1"], cwd=recipe)
     abl = recipe / "exp" / "ablations"
-    for v in ("main", "no_aux"):
+    for v in ("paper", "no_aux"):
         assert (abl / f"{v}_seed0" / ".done").exists() and int((abl / f"{v}_seed0" / "wall_seconds").read_text()) > 0
         assert (abl / f"{v}_seed0" / f"palign_{v}" / "decode" / "test" / "scores.json").exists()
     assert yaml.safe_load((abl / "conf" / "no_aux.yaml").read_text())["aux_conf"]["weight"] == 0
+    paper = yaml.safe_load((abl / "conf" / "paper.yaml").read_text())  # the reply task alone, no emotion ratio
+    assert paper["tasks"] == ["response"] and paper["task_conf"] is None
     results = (recipe / "RESULTS.md").read_text()
     assert "## Ablations" in results and "ParaAlign (main)" not in results and "| Emo WA, file alone |" in results
-    rows = [line for line in results.splitlines() if line.startswith(("| main |", "| no_aux |"))]
+    rows = [line for line in results.splitlines() if line.startswith(("| paper |", "| no_aux |"))]
     assert len(rows) == 4, rows  # two variants x two test sets
     assert "| no_aux | `{aux_conf: {weight: 0}}` | 0 | 6 |" in results
-    again = run(["local/run_ablations.sh", "--llm", "tiny", "--variants", "main", "--seeds", "1"], cwd=recipe)
-    assert "main_seed0: done before; skipped" in again.stdout + again.stderr
+    again = run(["local/run_ablations.sh", "--llm", "tiny", "--variants", "paper", "--seeds", "1"], cwd=recipe)
+    assert "paper_seed0: done before; skipped" in again.stdout + again.stderr

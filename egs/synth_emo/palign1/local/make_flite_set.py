@@ -10,6 +10,7 @@ expressing an emotion.
   python local/make_flite_set.py --text dump/raw/test_unseen/text --out data/flite_check
 """
 import argparse
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -45,6 +46,8 @@ def main() -> None:
     p.add_argument("--text", type=Path, required=True, help="Kaldi text file; each distinct sentence is spoken")
     p.add_argument("--out", type=Path, required=True, help="data dir to write (wav.scp, text, utt2spk, utt2emo)")
     args = p.parse_args()
+    if shutil.which("flite") is None:
+        raise SystemExit("make_flite_set.py: no 'flite' program on PATH (Debian/Ubuntu: apt-get install flite)")
     sentences = sorted({t.strip() for t in read_kv(args.text).values() if t.strip()})
     if not sentences:
         raise SystemExit(f"{args.text}: no sentences")

@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     check_inputs(p, args)  # before the model loads: a typo costs no LLM start-up
     model, train_args = load_model(args.model_dir, args.model_file, args.device)
     task, user = question(model, train_args, args.task, args.prompt)
-    if model.speaker_norm and args.spk_mean_scp is None and args.emotion_alone_output is None:
+    if model.speaker_norm and args.spk_mean_scp is None:
         logging.warning("a speaker_norm model without speaker means (--spk_mean_scp): " + (
             "each utterance is normalised by the training voices' average (speaker_norm_dropout)"
             if model.speaker_norm_dropout > 0 else

@@ -3,20 +3,24 @@
 # some keys replaced) is trained, decoded and scored (stages 5-8) on the main run's data and teacher targets,
 # in exp/ablations/<variant>_seed<N>/; then stage 12 writes the "Ablations" section of RESULTS.md.
 #   local/run_ablations.sh [--llm smollm2] [--variants "main paper ..."] [--seeds 3] [--seed_list "0 1 2"]
-# A finished variant/seed (its .done file) is skipped: rerunning resumes.
+#                          [--test_sets "test test_unseen"]
+# A finished variant/seed (its .done file) is skipped: rerunning resumes. The main variant at the main run's
+# seed reuses the main run's scores.
 set -euo pipefail
 
 llm=smollm2
 variants="main paper kl kl_ce multitask no_pitch no_aux no_speaker_norm sorted_batches warm_start"
 seeds=1
 seed_list=""
+test_sets="test test_unseen"
 while [ $# -gt 0 ]; do
     case "$1" in
         --llm) llm=$2; shift 2 ;;
         --variants) variants=$2; shift 2 ;;
         --seeds) seeds=$2; shift 2 ;;
         --seed_list) seed_list=$2; shift 2 ;;
-        -h|--help) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --test_sets) test_sets=$2; shift 2 ;;
+        -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run_ablations.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -38,6 +42,42 @@ if [[ " ${variants} " == *" multitask "* ]] && [ ! -s "exp/${teacher}/train/styl
         --teacher_tasks "response response_neutral emotion emotion_neutral style asr"
 fi
 
+# The main variant at the main config's seed is the main run's own model (same data, config, seed): its
+# scores are copied instead of training it again, as long as exp/palign_train_<llm> was trained from this config.
+reuse_main_run() {  # $1 seed, $2 run dir
+    local main=exp/palign_train_${llm}
+    python - "${base}" "${main}" "$1" "$2" ${test_sets} <<'PY' || return 1
+import shutil, sys, yaml
+from pathlib import Path
+base, main, seed, out, *sets = sys.argv[1:]
+conf, main = yaml.safe_load(open(base)), Path(main)
+trained = yaml.safe_load((main / "config.yaml").read_text()) if (main / "config.yaml").exists() else None
+def differs(want, got, at=""):  # leaves of the recipe config the model's config.yaml holds with another value
+    for k, v in want.items():
+        if k not in got or (isinstance(v, str) and "${" in v):
+            continue  # keys ESPnet rewrites (resolved paths, derived options)
+        if isinstance(v, dict) and isinstance(got[k], dict):
+            yield from differs(v, got[k], f"{at}{k}.")
+        elif v != got[k]:
+            yield f"{at}{k}"
+why = ("no main run" if trained is None else f"seed {seed} is not the main run's ({conf.get('seed', 0)})"
+       if int(seed) != conf.get("seed", 0) else ", ".join(differs(conf, trained)))
+if why or not all((main / "decode" / d / "scores.json").exists() for d in sets):
+    print(f"run_ablations.sh: main seed {seed} is trained ({why or 'the main run has no scores'})")
+    sys.exit(1)
+for d in sets:
+    (Path(out) / "palign_main" / "decode" / d).mkdir(parents=True, exist_ok=True)
+    for f in ("scores.json", "system.yaml"):
+        shutil.copy(main / "decode" / d / f, Path(out) / "palign_main" / "decode" / d / f)
+times = [(int(ln.split()[0]), ln.split()[-1]) for ln in (main.parent / "stage_times").read_text().splitlines()]
+start = next(t for t, n in times if n == "5")
+end = next(t for t, n in times if t > start and (n == "Finished" or int(n) > 8))
+(Path(out) / "wall_seconds").write_text(f"{end - start}\n")  # stages 5-8 of the main run
+(Path(out) / "reused").write_text(f"{main}\n")
+print(f"run_ablations.sh: main seed {seed} is the main run's {main} (scores copied, stages 5-8: {end - start} s)")
+PY
+}
+
 for v in ${variants}; do
     python - "${base}" conf/ablations.yaml "${v}" "${abl}/conf/${v}.yaml" <<'PY'
 import sys, yaml
@@ -55,6 +95,7 @@ PY
         dir=${abl}/${v}_seed${s}
         if [ -e "${dir}/.done" ]; then log "${dir}: done before; skipped"; continue; fi
         mkdir -p "${dir}"
+        if [ "${v}" = main ] && reuse_main_run "${s}" "${dir}"; then touch "${dir}/.done"; continue; fi
         ln -sfn "../../${teacher}" "${dir}/${teacher}"  # the main run's targets, read-only
         [ -d exp/judge ] && ln -sfn ../../judge "${dir}/judge"  # and its judge calibration
         log "variant ${v}, seed ${s} -> ${dir}"

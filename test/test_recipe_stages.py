@@ -136,5 +136,18 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
     rows = [line for line in results.splitlines() if line.startswith(("| paper |", "| no_aux |"))]
     assert len(rows) == 4, rows  # two variants x two test sets
     assert "| no_aux | `{aux_conf: {weight: 0}}` | 0 | 6 |" in results
-    again = run(["local/run_ablations.sh", "--llm", "tiny", "--variants", "paper", "--seeds", "1"], cwd=recipe)
+    again = run(["local/run_ablations.sh", "--llm", "tiny", "--variants", "paper main paper_semantic", "--seeds", "1"],
+                cwd=recipe)
     assert "paper_seed0: done before; skipped" in again.stdout + again.stderr
+    # main at the main run's seed is the main run's model: its scores are copied, not trained again
+    reused = abl / "main_seed0" / "palign_main" / "decode"
+    assert not (abl / "main_seed0" / "palign_main" / "train.log").exists()
+    for split in ("test", "test_unseen"):
+        assert (reused / split / "scores.json").read_text() == (exp / "decode" / split / "scores.json").read_text()
+    results = (recipe / "RESULTS.md").read_text().splitlines()
+    assert len([line for line in results if line.startswith(("| main |", "| paper_semantic |"))]) == 4
+    # paper_semantic: the paper's setup aligned to the replies to the bare transcript (palign.sh's target)
+    semantic = abl / "paper_semantic_seed0" / "palign_paper_semantic_response_neutral"
+    declared = yaml.safe_load((semantic / "decode" / "test" / "system.yaml").read_text())
+    assert declared["kind"] == "semantic" and declared["training_target"].endswith("teacher_tiny/train/response_neutral")
+    assert "palign_target" not in yaml.safe_load((abl / "conf" / "paper_semantic.yaml").read_text())

@@ -9,7 +9,7 @@
 set -euo pipefail
 
 llm=smollm2
-variants="main paper kl kl_ce multitask no_pitch no_aux no_speaker_norm sorted_batches warm_start"
+variants="main paper paper_semantic kl kl_ce multitask no_pitch no_aux no_speaker_norm sorted_batches warm_start"
 seeds=1
 seed_list=""
 test_sets="test test_unseen"
@@ -88,8 +88,11 @@ if name not in table:
 def merge(a, b):
     return {**a, **{k: merge(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
                     for k, v in b.items()}}
-conf = merge(yaml.safe_load(open(base)), table[name] or {})
+changes = dict(table[name] or {})
+target = changes.pop("palign_target", "response")  # what the encoder is aligned to: palign.sh's option, not ESPnet's
+conf = merge(yaml.safe_load(open(base)), changes)
 open(out, "w").write(f"# {base} with the '{name}' variant of {variants}\n" + yaml.safe_dump(conf, sort_keys=False))
+open(out[:-len(".yaml")] + ".target", "w").write(target + "\n")
 PY
     for s in ${seed_list}; do
         dir=${abl}/${v}_seed${s}
@@ -101,7 +104,8 @@ PY
         log "variant ${v}, seed ${s} -> ${dir}"
         start=$(date +%s)
         ./run.sh --llm "${llm}" --stage 5 --stop_stage 8 --expdir "${dir}" --palign_config "${abl}/conf/${v}.yaml" \
-            --palign_tag "${v}" --palign_args "--seed ${s}"
+            --palign_tag "${v}" --palign_args "--seed ${s}" \
+            --palign_target "$(cat "${abl}/conf/${v}.target")"
         echo $(( $(date +%s) - start )) > "${dir}/wall_seconds"
         touch "${dir}/.done"
     done

@@ -63,7 +63,7 @@ def differs(want, got, at=""):  # leaves of the recipe config the model's config
 why = ("no main run" if trained is None else f"seed {seed} is not the main run's ({conf.get('seed', 0)})"
        if int(seed) != conf.get("seed", 0) else ", ".join(differs(conf, trained)))
 if why or not all((main / "decode" / d / "scores.json").exists() for d in sets):
-    print(f"run_ablations.sh: main seed {seed} is trained ({why or 'the main run has no scores'})")
+    print(f"run_ablations.sh: main seed {seed} is trained here ({why or 'the main run has no scores'})")
     sys.exit(1)
 for d in sets:
     (Path(out) / "palign_main" / "decode" / d).mkdir(parents=True, exist_ok=True)
@@ -73,7 +73,6 @@ times = [(int(ln.split()[0]), ln.split()[-1]) for ln in (main.parent / "stage_ti
 start = next(t for t, n in times if n == "5")
 end = next(t for t, n in times if t > start and (n == "Finished" or int(n) > 8))
 (Path(out) / "wall_seconds").write_text(f"{end - start}\n")  # stages 5-8 of the main run
-(Path(out) / "reused").write_text(f"{main}\n")
 print(f"run_ablations.sh: main seed {seed} is the main run's {main} (scores copied, stages 5-8: {end - start} s)")
 PY
 }

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from espnet_ext import metrics
+from espnet_ext import datadir, metrics
 from espnet_ext.bin.judge import parse_score
 
 
@@ -60,6 +60,25 @@ def test_minimal_pair_sensitivity_definition():
     assert metrics.pair_sensitivity(same, refs, pairs)["pair_sensitivity"] == 0.0
     swapped = dict(hyps, a1="so sorry", a2="great news")
     assert metrics.pair_sensitivity(swapped, refs, pairs)["pair_sensitivity"] == 0.0
+
+
+def test_pair_sensitivity_heard_keeps_the_pairs_whose_emotions_were_named_right(tmp_path):
+    """Hearing vs replying: pairs the system recognised (both emotions named right) scored on their own."""
+    from espnet_ext.bin import score
+
+    emo = {"a1": "happy", "a2": "sad", "b1": "happy", "b2": "sad"}
+    datadir.write_kv(tmp_path / "utt2emo", emo)
+    datadir.write_kv(tmp_path / "utt2spk", {u: "spk1" for u in emo})
+    datadir.write_kv(tmp_path / "utt2sentid", {"a1": "s1", "a2": "s1", "b1": "s2", "b2": "s2"})
+    datadir.write_kv(tmp_path / "response", {"a1": "what great news", "a2": "i am so sorry",
+                                             "b1": "lovely to hear", "b2": "that is hard"})
+    hyp = tmp_path / "hyp"
+    hyp.mkdir()
+    datadir.write_kv(hyp / "text", {"a1": "great news", "a2": "so sorry", "b1": "hmm", "b2": "hmm"})
+    datadir.write_kv(hyp / "emotion", {"a1": "Happy.", "a2": "sad", "b1": "sad", "b2": "sad"})  # b1 misheard
+    s = score.score(tmp_path, hyp, {})
+    assert s["pair_sensitivity"] == 0.5 and s["pairs"] == 2
+    assert s["pair_sensitivity_heard"] == 1.0 and s["pairs_heard"] == 1  # only (a1, a2) was heard
 
 
 def test_linear_probe_separates_separable_data():

@@ -42,11 +42,21 @@ def same_utterances(got: dict, got_path: Path, want: dict, want_path: Path) -> d
     return got
 
 
+def emotion_words(emo: dict, label_words: dict) -> dict:
+    return {label: label_words.get(label, (label,)) for label in sorted(set(emo.values()))}
+
+
+def mapped_answers(answers_file: Path, labels_file: Path, emo: dict, label_words: dict) -> dict:
+    """utt -> the label a free-text emotion answer names (None: none or several)."""
+    answers = same_utterances(read_kv(answers_file), answers_file, emo, labels_file)
+    words = emotion_words(emo, label_words)
+    return {u: metrics.map_emotion(answers.get(u, ""), words) for u in emo}
+
+
 def emotion_scores(answers_file: Path, labels_file: Path, emo: dict, label_words: dict, prefix: str) -> dict:
     """WA, UAR, macro-F1 (with bootstrap intervals) and the confusion of free-text emotion answers."""
-    words = {label: label_words.get(label, (label,)) for label in sorted(set(emo.values()))}
-    answers = same_utterances(read_kv(answers_file), answers_file, emo, labels_file)
-    pred = {u: metrics.map_emotion(answers.get(u, ""), words) for u in emo}
+    words = emotion_words(emo, label_words)
+    pred = mapped_answers(answers_file, labels_file, emo, label_words)
     cls = metrics.classification_scores(pred, emo, sorted(words))
     out = {f"{prefix}_WA": cls["WA"], f"{prefix}_UAR": cls["UAR"], f"{prefix}_macro_F1": cls["macro_F1"],
            f"{prefix}_unmapped": cls["unmapped"],
@@ -71,11 +81,17 @@ def score(ref_dir: Path, hyp_dir: Path, label_words: dict, probe_train=None, pro
     if embedder is not None:
         out["semantic_similarity"] = embedder.similarity(hyps, refs)
         out["semantic_similarity_model"] = embedder.name
-    out.update(metrics.pair_sensitivity(hyps, refs, metrics.minimal_pairs(pair_groups(ref_dir), emo)))
+    pairs = metrics.minimal_pairs(pair_groups(ref_dir), emo)
+    out.update(metrics.pair_sensitivity(hyps, refs, pairs))
     for name in ("emotion", "emotion_alone"):  # emotion_alone: each file without its speaker's statistics
         answers = hyp_dir / name
         if answers.exists():
             out.update(emotion_scores(answers, ref_dir / "utt2emo", emo, label_words, prefix=name))
+    if (hyp_dir / "emotion").exists():  # hearing vs replying: the pairs whose two emotions the system names right
+        pred = mapped_answers(hyp_dir / "emotion", ref_dir / "utt2emo", emo, label_words)
+        heard = metrics.pair_sensitivity(hyps, refs, [(a, b) for a, b in pairs if pred[a] == emo[a] and pred[b] == emo[b]])
+        out.update({"pair_sensitivity_heard": heard["pair_sensitivity"], "pairs_heard": heard["pairs"],
+                    "pair_sensitivity_heard_ci": heard["pair_sensitivity_ci"]})
     if probe_train is not None and probe_test is not None:
         xtr, ytr = load_probe(probe_train)
         xte, yte = load_probe(probe_test)

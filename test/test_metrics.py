@@ -79,6 +79,9 @@ def test_pair_sensitivity_heard_keeps_the_pairs_whose_emotions_were_named_right(
     s = score.score(tmp_path, hyp, {})
     assert s["pair_sensitivity"] == 0.5 and s["pairs"] == 2
     assert s["pair_sensitivity_heard"] == 1.0 and s["pairs_heard"] == 1  # only (a1, a2) was heard
+    datadir.write_kv(hyp / "emotion", {u: "angry" for u in emo})  # nothing heard: no number, not a zero
+    s = score.score(tmp_path, hyp, {})
+    assert s["pair_sensitivity_heard"] is None and s["pairs_heard"] == 0
 
 
 def test_linear_probe_separates_separable_data():

@@ -90,8 +90,8 @@ def score(ref_dir: Path, hyp_dir: Path, label_words: dict, probe_train=None, pro
     if (hyp_dir / "emotion").exists():  # hearing vs replying: the pairs whose two emotions the system names right
         pred = mapped_answers(hyp_dir / "emotion", ref_dir / "utt2emo", emo, label_words)
         heard = metrics.pair_sensitivity(hyps, refs, [(a, b) for a, b in pairs if pred[a] == emo[a] and pred[b] == emo[b]])
-        out.update({"pair_sensitivity_heard": heard["pair_sensitivity"], "pairs_heard": heard["pairs"],
-                    "pair_sensitivity_heard_ci": heard["pair_sensitivity_ci"]})
+        out.update({"pair_sensitivity_heard": heard["pair_sensitivity"] if heard["pairs"] else None,  # none heard
+                    "pairs_heard": heard["pairs"], "pair_sensitivity_heard_ci": heard["pair_sensitivity_ci"]})
     if probe_train is not None and probe_test is not None:
         xtr, ytr = load_probe(probe_train)
         xte, yte = load_probe(probe_test)

@@ -9,6 +9,7 @@ process, interleaved, after warm-up; the ratio is printed (target <= 0.8).
 
   python bench/step_time.py --llm egs/synth_emo/palign1/downloads/llm/SmolLM2-135M-Instruct \\
       --config egs/synth_emo/palign1/conf/train_smollm2.yaml [--batch_size 8 --seconds 3 --reply_tokens 30]
+      [--dtype bfloat16]
 """
 import argparse
 import os
@@ -23,11 +24,13 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MAIN_ROOT", str(ROOT))  # recipe configs name prompt files under ${MAIN_ROOT}
 
 
-def build(config: Path, llm: str):
+def build(config: Path, llm: str, dtype=None):
     from espnet_ext.tasks.palign import PalignTask
 
     conf = yaml.safe_load(config.read_text())
     conf["llm_conf"]["name_or_path"] = llm
+    if dtype:
+        conf["llm_conf"]["dtype"] = dtype
     if conf.get("normalize") == "global_mvn":
         conf["normalize"] = "utterance_mvn"  # no stats file needed; same cost
     conf["task_conf"] = {}  # every row a reply row, as the floor
@@ -47,9 +50,11 @@ def main():
     p.add_argument("--seconds", type=float, default=3.0, help="audio per utterance")
     p.add_argument("--reply_tokens", type=int, default=25, help="the teacher's 24 tokens + end of turn")
     p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--dtype", default=None, help="the LLM's dtype instead of the config's (e.g. bfloat16: on a "
+                                                  "CPU with avx512_bf16 or AMX, compare with float32)")
     args = p.parse_args()
     torch.manual_seed(0)
-    model, optim = build(args.config, args.llm)
+    model, optim = build(args.config, args.llm, args.dtype)
     model.train()
     b = args.batch_size
     speech = torch.randn(b, int(16000 * args.seconds)) * 0.1
@@ -88,7 +93,7 @@ def main():
             f()
             times[name].append(time.perf_counter() - t)
     step_t, floor_t = statistics.median(times["step"]), statistics.median(times["floor"])
-    print(f"LLM: {args.llm}")
+    print(f"LLM: {args.llm} ({model.llm.dtype})")
     print(f"batch {b} x ({inputs.shape[1]} tokens uncached: prefix {len(model.prefix_response)}, speech "
           f"{int(emb_lengths[0])}, reply {args.reply_tokens}), {torch.get_num_threads()} threads")
     print(f"training step as configured (prefix cache {model.cache_prefix}, max_target_tokens "

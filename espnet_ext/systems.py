@@ -16,6 +16,7 @@ NAMES = {  # kind -> the row name in RESULTS.md ({tag}: the training dir's tag)
     "text_asr": "Text-only cascade (Whisper tiny.en ASR)",
     "cls": "Cascade: emotion classifier (ESPnet cls) + oracle transcript",
     "cls_asr": "Cascade: emotion classifier (ESPnet cls) + Whisper tiny.en ASR",
+    "emotion_only": "Reference: true emotion, no words (teacher replies of that emotion to other sentences)",
     "topline": "Topline: transcript + true emotion (the teacher)",
 }
 ORDER = list(NAMES)  # the rows' order

@@ -84,6 +84,33 @@ def test_pair_sensitivity_heard_keeps_the_pairs_whose_emotions_were_named_right(
     assert s["pair_sensitivity_heard"] is None and s["pairs_heard"] == 0
 
 
+def test_emotion_only_reference_replies_with_the_right_emotion_to_other_sentences(tmp_path):
+    """The "true emotion, no words" reference: a training reply of the utterance's emotion, never one to
+    its own sentence (the test sentences may be in train), the same draw for the same seed."""
+    from espnet_ext.bin import emotion_only_system as eo
+
+    train_text = {"t1": "I lost my keys.", "t2": "we won", "t3": "i lost my  KEYS.", "t4": "It rains."}
+    train_emo = {"t1": "sad", "t2": "sad", "t3": "happy", "t4": "happy"}
+    replies = {"t1": "so sorry about the keys", "t2": "sorry, a hard win?", "t3": "great keys", "t4": "happy rain"}
+    test_text = {"x1": "I lost my keys.", "x2": "I lost my keys."}
+    test_emo = {"x1": "sad", "x2": "happy"}
+    got = eo.emotion_only_replies(test_emo, test_text, replies, train_emo, train_text, seed=3)
+    assert got == {"x1": "sorry, a hard win?", "x2": "happy rain"}  # the only same-emotion other sentences
+    many = {f"t{i}": "sad" for i in range(20)}
+    pool = eo.emotion_only_replies({"x": "sad"}, {"x": "new words"}, {u: u for u in many}, many,
+                                   {u: u for u in many}, seed=1)
+    assert pool == eo.emotion_only_replies({"x": "sad"}, {"x": "new words"}, {u: u for u in many}, many,
+                                           {u: u for u in many}, seed=1)
+    with pytest.raises(SystemExit, match="'x1'.*emotion 'angry'"):
+        eo.emotion_only_replies({"x1": "angry"}, test_text, replies, train_emo, train_text)
+    for name, kv in (("text", {**train_text, "t5": "x"}), ("utt2emo", {**train_emo, "t5": "sad"})):
+        datadir.write_kv(tmp_path / name, kv)
+    datadir.write_kv(tmp_path / "response", {**replies, "t6": "orphan"})
+    with pytest.raises(SystemExit, match="'t6'.*no utt2emo"):
+        eo.main(["--ref_dir", str(tmp_path), "--train_dir", str(tmp_path), "--train_replies",
+                 str(tmp_path / "response"), "--out_dir", str(tmp_path / "out")])
+
+
 def test_linear_probe_separates_separable_data():
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(-2, 0.5, (20, 4)), rng.normal(2, 0.5, (20, 4))])

@@ -100,6 +100,13 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
     for name, root in systems.items():
         other = json.loads((root / "test" / "scores.json").read_text())
         assert topline["pair_sensitivity"] >= other["pair_sensitivity"], name
+    # "True emotion, no words": training replies of the right emotion, scored like a system, with no LLM run
+    only = recipe / "exp" / "baselines" / "emotion_only"
+    train_replies = set(datadir.read_kv(recipe / "exp" / "teacher_tiny" / "train" / "response").values())
+    for split in ("test", "test_unseen"):
+        assert set(datadir.read_kv(only / split / "text").values()) <= train_replies
+        s = json.loads((only / split / "scores.json").read_text())
+        assert "emotion_WA" not in s and s["pairs"] + s["pairs_equal_teacher"] > 0
     main = json.loads((systems["ParaAlign"] / "test" / "scores.json").read_text())
     assert 0 <= main["probe_acc"] <= 1
     # speaker_norm: the emotion question also asked of each file alone, in the same decoding process
@@ -117,6 +124,7 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
     assert "| ParaAlign (train_tiny) | 6 | 2 |" in results and "| Semantic-only alignment (train_tiny) | 6 | 2 |" in results
     assert "| Topline: transcript + true emotion (the teacher) |" in results and "Pre-train steps" in results
     assert "| Cascade: emotion classifier (ESPnet cls) + Whisper tiny.en ASR |" in results
+    assert "| Reference: true emotion, no words (teacher replies of that emotion to other sentences) |" in results
     assert "## test_unseen" in results and "images/train_curves.png" in results and "| total |" in results
     assert ("Failed calibration" in results) != calibration["passed"]
     assert (recipe / "images" / "confusion_test.png").exists()

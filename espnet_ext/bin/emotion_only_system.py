@@ -24,18 +24,19 @@ def emotion_only_replies(test_emo: Dict[str, str], test_text: Dict[str, str], tr
                          train_emo: Dict[str, str], train_text: Dict[str, str], seed: int = 0) -> Dict[str, str]:
     """utt -> a teacher reply drawn (seeded) from the training utterances of its emotion whose transcript
     differs from its own."""
-    pool: Dict[str, list] = {}
+    pool: Dict[str, list] = {}  # emotion -> [(normalised sentence, utt)], each transcript normalised once
     for utt in sorted(train_replies):
         if utt not in train_emo or utt not in train_text:
             raise SystemExit(f"training utterance '{utt}' has a teacher reply but no "
                              f"{'utt2emo' if utt not in train_emo else 'text'} entry")
-        pool.setdefault(train_emo[utt], []).append(utt)
+        pool.setdefault(train_emo[utt], []).append((_sentence(train_text[utt]), utt))
     rng = random.Random(seed)
     out = {}
     for utt, emo in test_emo.items():
         if utt not in test_text:
             raise SystemExit(f"test utterance '{utt}' has no transcript (text)")
-        others = [u for u in pool.get(emo, []) if _sentence(train_text[u]) != _sentence(test_text[utt])]
+        own = _sentence(test_text[utt])
+        others = [u for sent, u in pool.get(emo, []) if sent != own]
         if not others:
             raise SystemExit(f"test utterance '{utt}': no training reply of emotion '{emo}' to another sentence")
         out[utt] = train_replies[rng.choice(others)]

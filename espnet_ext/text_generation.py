@@ -66,6 +66,7 @@ class VLLMGenerator:
         name = llm_conf["name_or_path"]
         conf = dict(vllm_conf or {})
         dtype = llm_conf.get("dtype", "auto")
+        dtype = "auto" if dtype == "bf16_if_native" else dtype  # vLLM runs on GPUs: its auto picks bf16
         self.chat = ChatTokenizer(name, system)
         self.fingerprint = ("dummy-weights" if conf.get("load_format") == "dummy"
                             else weights_fingerprint(name))

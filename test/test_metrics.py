@@ -184,3 +184,16 @@ def test_fold_average_matches_systems_across_folds(tmp_path):
     assert avg["palign_train/decode/test"]["emotion_WA"]["mean"] == pytest.approx(0.6)
     assert avg["baselines/text_oracle/test"]["emotion_WA"]["per_fold"] == pytest.approx([0.3, 0.5])
     assert avg["palign_train/decode/test"]["folds"] == 2
+
+
+def test_ablation_section_names_where_the_ablations_config_differs(tmp_path):
+    from espnet_ext.bin.make_results import config_drift
+
+    then, now = tmp_path / "main.yaml", tmp_path / "train.yaml"
+    then.write_text("# copied\nllm_conf: {name_or_path: m, dtype: auto}\nbatch_size: 8\n")
+    now.write_text("# the comments differ\nllm_conf:\n  name_or_path: m\n  dtype: bf16_if_native\nbatch_size: 8\n")
+    drift = config_drift(then, now)
+    assert "`llm_conf.dtype`: `auto` there, `bf16_if_native` here" in drift and "batch_size" not in drift
+    now.write_text("llm_conf: {name_or_path: m, dtype: auto}\nbatch_size: 8\n")
+    assert config_drift(then, now) == ""                      # same config: nothing to say
+    assert config_drift(tmp_path / "absent.yaml", now) == ""  # ablations from before conf/main.yaml was kept

@@ -214,14 +214,21 @@ def test_bootstrap_interval_hand_case():
 
 
 def test_judge_calibration_decision():
-    teacher = {"a": "8", "b": "7", "c": "nan", "d": "6"}
-    text_only = {"a": "3", "b": "7", "c": "9", "d": "2"}
+    teacher = {f"u{i}": "8" for i in range(6)} | {"x": "nan", "y": "7"}
+    text_only = {f"u{i}": "3" for i in range(6)} | {"x": "9", "y": "7"}
     v = judge.calibration(teacher, text_only)
-    assert v["passed"] and v["utterances"] == 3 and v["teacher_wins"] == 2 and v["teacher_losses"] == 0
-    assert v["teacher_mean"] == pytest.approx(7.0) and v["text_only_mean"] == pytest.approx(4.0)
+    assert v["passed"] and v["utterances"] == 7 and v["of"] == 8
+    assert v["teacher_wins"] == 6 and v["teacher_losses"] == 0 and v["sign_test_p"] == pytest.approx(1 / 64)
+    assert v["teacher_mean"] == pytest.approx(55 / 7) and v["text_only_mean"] == pytest.approx(25 / 7)
     assert not judge.calibration(text_only, teacher)["passed"]           # ranks the text-only replies higher
     assert not judge.calibration({"a": "5"}, {"a": "5"})["passed"]         # a tie is no pass
     assert not judge.calibration({"a": "nan"}, {"a": "5"})["passed"]       # nothing parsed: no pass
+    # 2 wins to 1 on 3 parsed utterances (what SmolLM2 once passed with): chance, p = 0.5
+    few = judge.calibration({"a": "8", "b": "7", "c": "2"}, {"a": "3", "b": "2", "c": "6"})
+    assert not few["passed"] and few["sign_test_p"] == pytest.approx(0.5)
+    # every parsed answer a win, but only 5 of 12 utterances parsed: too few answers to trust the judge
+    sparse = judge.calibration({f"u{i}": "9" if i < 5 else "nan" for i in range(12)}, {f"u{i}": "1" for i in range(12)})
+    assert sparse["teacher_wins"] == 5 and sparse["sign_test_p"] == pytest.approx(1 / 32) and not sparse["passed"]
 
 
 def test_judge_calibration_run_with_a_tiny_llm(tiny_llm, tmp_path):
@@ -237,5 +244,5 @@ def test_judge_calibration_run_with_a_tiny_llm(tiny_llm, tmp_path):
     v = json.loads(out.read_text())
     assert set(v) >= {"teacher_mean", "text_only_mean", "passed", "utterances"}
     # a random tiny LLM cannot tell good replies: whatever it answers, the verdict follows the rule
-    assert v["passed"] == (v["utterances"] > 0 and v["teacher_mean"] > v["text_only_mean"]
-                           and v["teacher_wins"] > v["teacher_losses"])
+    assert v["passed"] == (2 * v["utterances"] >= v["of"] > 0 and v["teacher_mean"] > v["text_only_mean"]
+                           and v["sign_test_p"] <= 0.05)

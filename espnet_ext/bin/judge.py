@@ -5,10 +5,12 @@ as nan and left out of the mean (their count is reported).
 
 Calibration (``--calibrate OUT.json``): before its scores are shown, a judge must rate the teacher's
 emotion-conditioned replies (``response``) above the transcript-only replies (``response_neutral``) of a
-held-in data dir. A judge that does not is reported as "failed calibration", not as a score.
+held-in data dir: a number for both on at least half of its utterances, a higher mean and a significant sign
+test of wins over losses. A judge that does not is reported as "failed calibration", not as a score.
 """
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -27,9 +29,17 @@ def parse_score(answer: str) -> str:
     return m.group(1) if m else "nan"
 
 
-def calibration(teacher: dict, text_only: dict) -> dict:
+def sign_test_p(wins: int, losses: int) -> float:
+    """One-sided sign test: the chance of at least ``wins`` wins in ``wins + losses`` fair coin flips."""
+    n = wins + losses
+    return sum(math.comb(n, k) for k in range(wins, n + 1)) / 2 ** n if n else 1.0
+
+
+def calibration(teacher: dict, text_only: dict, min_parsed_share: float = 0.5, alpha: float = 0.05) -> dict:
     """Does the judge rank the teacher above the text-only replies? Mean scores of both and the verdict:
-    passed when the teacher's mean is higher and it wins more utterances than it loses."""
+    passed when the judge gave a number to both replies of at least ``min_parsed_share`` of the
+    utterances, the teacher's mean is higher, and its wins over losses pass a one-sided sign test at
+    ``alpha`` (a weak judge that parses a handful of answers can win 2 to 1 by chance)."""
     keys = [k for k in teacher if teacher[k] != "nan" and text_only.get(k, "nan") != "nan"]
     t = [float(teacher[k]) for k in keys]
     o = [float(text_only[k]) for k in keys]
@@ -37,9 +47,11 @@ def calibration(teacher: dict, text_only: dict) -> dict:
     losses = sum(a < b for a, b in zip(t, o))
     teacher_mean = sum(t) / len(t) if t else float("nan")
     text_mean = sum(o) / len(o) if o else float("nan")
-    return {"utterances": len(keys), "teacher_mean": teacher_mean, "text_only_mean": text_mean,
-            "teacher_wins": wins, "teacher_losses": losses,
-            "passed": bool(keys) and teacher_mean > text_mean and wins > losses}
+    p = sign_test_p(wins, losses)
+    enough = len(teacher) > 0 and len(keys) >= min_parsed_share * len(teacher)
+    return {"utterances": len(keys), "of": len(teacher), "teacher_mean": teacher_mean,
+            "text_only_mean": text_mean, "teacher_wins": wins, "teacher_losses": losses, "sign_test_p": p,
+            "passed": bool(keys) and enough and teacher_mean > text_mean and p <= alpha}
 
 
 class Judge:

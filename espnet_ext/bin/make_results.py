@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import yaml
 
@@ -85,7 +85,33 @@ def ablation_cell(runs: List[dict], dset: str, key: str) -> str:
     return f"{mean:.3f} ± {std:.3f}"
 
 
-def ablation_section(abl_dir: Path, test_sets: List[str]) -> List[str]:
+def flat(conf, prefix: str = "") -> Dict[str, object]:
+    """A nested config as {"a.b": value} (lists are values)."""
+    if not isinstance(conf, dict):
+        return {prefix: conf}
+    out: Dict[str, object] = {}
+    for k, v in conf.items():
+        out.update(flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def config_drift(ablation_main: Path, main_config: Optional[Path]) -> str:
+    """A sentence naming the keys where the config the ablations ran on (their ``main`` variant) differs
+    from this run's training config (empty when they agree): their rows are then the earlier config's."""
+    if main_config is None or not ablation_main.exists() or not main_config.exists():
+        return ""
+    then = flat(yaml.safe_load(ablation_main.read_text()) or {})
+    now = flat(yaml.safe_load(main_config.read_text()) or {})
+    diff = [f"`{k}`: `{then.get(k, '(unset)')}` there, `{now.get(k, '(unset)')}` here"
+            for k in sorted(set(then) | set(now)) if then.get(k) != now.get(k)]
+    if not diff:
+        return ""
+    return (f" The ablations ran on an earlier main config, which differs from this run's `{main_config}` in "
+            + "; ".join(diff) + ". Their `main` row and every variant are that config's; the ParaAlign row above "
+            "is this run's.")
+
+
+def ablation_section(abl_dir: Path, test_sets: List[str], main_config: Optional[Path] = None) -> List[str]:
     """The "Ablations" section: every variant of local/run_ablations.sh with every metric per test set."""
     runs = ablation_runs(abl_dir, test_sets)
     if not runs:
@@ -98,7 +124,7 @@ def ablation_section(abl_dir: Path, test_sets: List[str]) -> List[str]:
              "training config with the keys shown replaced, trained for the same steps. One seed: the value "
              "[95% bootstrap CI]; several seeds: mean ± std over seeds. Wall: training, decoding and scoring. "
              "Without a `main` row, compare with the ParaAlign row above (the main config, seed 0). File alone: "
-             "only for speaker-normalised variants."]
+             "only for speaker-normalised variants." + config_drift(abl_dir / "conf" / "main.yaml", main_config)]
     for dset in test_sets:
         head = " | ".join(h for _, h in ABLATION_COLUMNS)
         lines += ["", f"### {dset}", "", f"| Variant | Changes | Seeds | Train steps | Wall (s, mean) | {head} |",
@@ -206,13 +232,16 @@ def judge_verdict(expdir: Path) -> str:
     if not v.get("utterances"):
         detail = "no answer of the judge held a score from 1 to 10 on the valid set"
     else:
+        of = f" of {v['of']}" if "of" in v else ""
+        sign = f", sign test p = {v['sign_test_p']:.2g}" if "sign_test_p" in v else ""
         detail = (f"mean score of the teacher's replies {v['teacher_mean']:.2f} vs transcript-only replies "
-                  f"{v['text_only_mean']:.2f} on {v['utterances']} valid utterances ({v['teacher_wins']} "
-                  f"wins, {v['teacher_losses']} losses)")
+                  f"{v['text_only_mean']:.2f} on the {v['utterances']}{of} valid utterances where both answers "
+                  f"held a score ({v['teacher_wins']} wins, {v['teacher_losses']} losses{sign})")
     if v.get("passed"):
         return f"It passed its calibration: {detail}."
-    return (f"**Failed calibration**: it does not rank the teacher's replies above transcript-only replies "
-            f"({detail}), so its scores are not shown.")
+    return (f"**Failed calibration**: it does not reliably rank the teacher's replies above transcript-only "
+            f"replies (needed: scores on at least half of the utterances, a higher mean, sign test p <= 0.05; "
+            f"{detail}), so its scores are not shown.")
 
 
 def environment() -> List[str]:
@@ -287,7 +316,7 @@ def main(argv=None) -> int:
             if key in made:
                 lines += ["", f"![{key}](images/{made[key]})"]
     if args.ablations_dir is not None and args.ablations_dir.is_dir():
-        lines += ablation_section(args.ablations_dir, args.test_sets)
+        lines += ablation_section(args.ablations_dir, args.test_sets, args.configs[0] if args.configs else None)
     if "curves" in made:
         lines += ["", "## Training curves", "", "![training curves](images/train_curves.png)"]
     times = timeline(args.expdir)

@@ -112,7 +112,7 @@ class PalignTask(AbsTask):
     def add_task_arguments(cls, parser: argparse.ArgumentParser):
         group = parser.add_argument_group(description="Task related")
         group.add_argument("--llm_conf", action=NestedDictAction, default=dict(DEFAULT_LLM_CONF),
-                           help="frozen LLM: name_or_path (HF id or local folder), dtype (auto|bfloat16|float32),"
+                           help="frozen LLM: name_or_path (HF id or local folder), dtype (auto|bf16_if_native|bfloat16|float32),"
                                 " attn_implementation, gradient_checkpointing; for benchmarks only: random_init"
                                 " (config.json's shapes, random weights) and device (where to build it)")
         group.add_argument("--prompt_conf", default=None,

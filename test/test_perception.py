@@ -223,9 +223,13 @@ def test_judge_calibration_decision():
     assert not judge.calibration(text_only, teacher)["passed"]           # ranks the text-only replies higher
     assert not judge.calibration({"a": "5"}, {"a": "5"})["passed"]         # a tie is no pass
     assert not judge.calibration({"a": "nan"}, {"a": "5"})["passed"]       # nothing parsed: no pass
-    # 2 wins to 1 on 3 parsed utterances (what SmolLM2 once passed with): chance, p = 0.5
+    # 2 wins to 1 on 3 parsed utterances: chance, p = 0.5
     few = judge.calibration({"a": "8", "b": "7", "c": "2"}, {"a": "3", "b": "2", "c": "6"})
     assert not few["passed"] and few["sign_test_p"] == pytest.approx(0.5)
+    # what SmolLM2 once passed the old rule with: 1 win, 0 losses, 7 ties on 8 parsed answers (of 96)
+    once = judge.calibration({f"u{i}": ("3" if i == 0 else "1") if i < 8 else "nan" for i in range(96)},
+                             {f"u{i}": "1" for i in range(96)})
+    assert once["teacher_wins"] == 1 and once["sign_test_p"] == pytest.approx(0.5) and not once["passed"]
     # every parsed answer a win, but only 5 of 12 utterances parsed: too few answers to trust the judge
     sparse = judge.calibration({f"u{i}": "9" if i < 5 else "nan" for i in range(12)}, {f"u{i}": "1" for i in range(12)})
     assert sparse["teacher_wins"] == 5 and sparse["sign_test_p"] == pytest.approx(1 / 32) and not sparse["passed"]

@@ -54,9 +54,21 @@ class Espeak:
         self.lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
         self.lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
                                           ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        # espeak-ng's noise sources (breathy variants, frication) draw from its own generator, seeded from the
+        # clock at initialisation: without a seed per utterance, two runs write different audio.
+        self._set_seed = getattr(self.lib, "espeak_ng_SetRandSeed", None)
+        if self._set_seed is not None:
+            self._set_seed.argtypes = [ctypes.c_long]
 
-    def synth(self, text: str, voice: str = "en-us", ssml: bool = False, **params: int) -> np.ndarray:
-        """Speak ``text``; ``params`` are rate (wpm), pitch and range (0-100), volume (0-200), wordgap (10 ms)."""
+    def synth(self, text: str, voice: str = "en-us", ssml: bool = False, seed: Optional[int] = None,
+              **params: int) -> np.ndarray:
+        """Speak ``text``; ``params`` are rate (wpm), pitch and range (0-100), volume (0-200), wordgap (10 ms).
+        ``seed``: the same seed gives the same samples in any process (else the noise depends on the clock)."""
+        if seed is not None:
+            if self._set_seed is None:
+                raise RuntimeError("this libespeak-ng has no espeak_ng_SetRandSeed: its audio cannot be made "
+                                   "reproducible (install the espeakng-loader that tools/requirements.txt pins)")
+            self._set_seed(int(seed))
         if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
             raise ValueError(f"espeak-ng has no voice '{voice}'")
         for name, value in params.items():

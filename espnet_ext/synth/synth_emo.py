@@ -144,7 +144,7 @@ def render(text: str, voice: Voice, emotion: str, rng: random.Random, fs: int) -
         rate=round(voice.rate * e.rate_factor * rng.uniform(0.96, 1.04)),
         pitch=max(0, min(100, voice.pitch + round(e.pitch_shift * voice.expressiveness) + rng.randint(-3, 3))),
         range=max(0, min(100, e.range + voice.range_offset)), volume=round(e.volume * voice.gain),
-        wordgap=e.wordgap)
+        wordgap=e.wordgap, seed=rng.getrandbits(31))
     x = np.clip(resample(x, engine.sample_rate, fs), -1.0, 1.0)
     pad = np.zeros(int(0.15 * fs), dtype=np.float32)  # short silences, as in a recording
     return np.concatenate([pad, x, pad])

@@ -197,3 +197,28 @@ def test_ablation_section_names_where_the_ablations_config_differs(tmp_path):
     now.write_text("llm_conf: {name_or_path: m, dtype: auto}\nbatch_size: 8\n")
     assert config_drift(then, now) == ""                      # same config: nothing to say
     assert config_drift(tmp_path / "absent.yaml", now) == ""  # ablations from before conf/main.yaml was kept
+
+
+def test_ablation_section_rows_drift_and_note(tmp_path):
+    import json
+
+    import yaml
+
+    from espnet_ext.bin.make_results import ablation_section
+
+    abl = tmp_path / "ablations"
+    for seed, wa in ((0, 0.9), (1, 0.8)):
+        d = abl / f"main_seed{seed}" / "palign_main" / "decode" / "test"
+        d.mkdir(parents=True)
+        (d / "system.yaml").write_text(yaml.safe_dump({"name": "ParaAlign", "kind": "speech", "train_steps": 300}))
+        (d / "scores.json").write_text(json.dumps({"emotion_WA": wa, "pair_sensitivity": 0.4}))
+        (abl / f"main_seed{seed}" / "wall_seconds").write_text("100\n")
+    (abl / "conf").mkdir()
+    (abl / "conf" / "main.yaml").write_text("llm_conf: {dtype: auto}\n")
+    train = tmp_path / "train.yaml"
+    train.write_text("llm_conf: {dtype: bf16_if_native}\n")
+    (abl / "NOTE.md").write_text("These runs come from an earlier clone.\n")
+    text = "\n".join(ablation_section(abl, ["test"], train))
+    assert "| main | `(none)` | 0,1 | 300 | 100 | 0.850 ± 0.071 | – | 0.400 ± 0.000 |" in text
+    assert "`llm_conf.dtype`: `auto` there, `bf16_if_native` here" in text
+    assert "These runs come from an earlier clone." in text

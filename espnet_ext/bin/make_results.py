@@ -125,6 +125,9 @@ def ablation_section(abl_dir: Path, test_sets: List[str], main_config: Optional[
              "[95% bootstrap CI]; several seeds: mean ± std over seeds. Wall: training, decoding and scoring. "
              "Without a `main` row, compare with the ParaAlign row above (the main config, seed 0). File alone: "
              "only for speaker-normalised variants." + config_drift(abl_dir / "conf" / "main.yaml", main_config)]
+    note = abl_dir / "NOTE.md"  # written by whoever assembled the runs, e.g. where they came from
+    if note.exists() and note.read_text().strip():
+        lines += ["", note.read_text().strip()]
     for dset in test_sets:
         head = " | ".join(h for _, h in ABLATION_COLUMNS)
         lines += ["", f"### {dset}", "", f"| Variant | Changes | Seeds | Train steps | Wall (s, mean) | {head} |",

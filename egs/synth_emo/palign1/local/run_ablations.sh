@@ -5,7 +5,7 @@
 #   local/run_ablations.sh [--llm smollm2] [--variants "main paper ..."] [--seeds 3] [--seed_list "0 1 2"]
 #                          [--test_sets "test test_unseen"]
 # A finished variant/seed (its .done file) is skipped: rerunning resumes. The main variant at the main run's
-# seed reuses the main run's scores.
+# seed reuses the main run's scores. A NOTE.md in exp/ablations is printed under the section's header.
 set -euo pipefail
 
 llm=smollm2

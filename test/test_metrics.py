@@ -222,3 +222,14 @@ def test_ablation_section_rows_drift_and_note(tmp_path):
     assert "| main | `(none)` | 0,1 | 300 | 100 | 0.850 ± 0.071 | – | 0.400 ± 0.000 |" in text
     assert "`llm_conf.dtype`: `auto` there, `bf16_if_native` here" in text
     assert "These runs come from an earlier clone." in text
+
+
+def test_results_name_the_commits_the_stages_ran_at(tmp_path):
+    from espnet_ext.bin.make_results import run_commits
+
+    (tmp_path / "run_history.sh").write_text(
+        "# 2026-11-28T11:13:47+00:00 commit 81f43da\n./palign.sh --stage 1\n"
+        "# 2026-11-28T13:23:57+00:00 commit a83e19a\n./palign.sh --stage 12\n"
+        "# 2026-11-28T16:31:22+00:00 commit 81f43da\n./palign.sh --stage 9\n")
+    assert run_commits(tmp_path) == ["81f43da", "a83e19a"]
+    assert run_commits(tmp_path / "absent") == []

@@ -13,6 +13,7 @@ carries the emotion; the test voices use variants and base values that no traini
 from __future__ import annotations
 
 import random
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
@@ -133,8 +134,9 @@ def plan_splits(num_sentences: int, design: Design, seed: int) -> Dict[str, List
             "test_unseen": [(v, unseen_sents) for v in test_voices]}
 
 
-def render(text: str, voice: Voice, emotion: str, rng: random.Random, fs: int) -> np.ndarray:
-    """Speak ``text`` with ``voice`` in ``emotion``; small per-utterance jitter keeps takes distinct."""
+def render(text: str, voice: Voice, emotion: str, rng: random.Random, fs: int, noise_seed: int = 0) -> np.ndarray:
+    """Speak ``text`` with ``voice`` in ``emotion``; small per-utterance jitter keeps takes distinct.
+    ``noise_seed`` seeds espeak-ng's noise (breathy variants, frication), which it would draw from the clock."""
     from espnet_ext.synth.espeak import Espeak
 
     e = EMOTIONS[emotion]
@@ -144,7 +146,7 @@ def render(text: str, voice: Voice, emotion: str, rng: random.Random, fs: int) -
         rate=round(voice.rate * e.rate_factor * rng.uniform(0.96, 1.04)),
         pitch=max(0, min(100, voice.pitch + round(e.pitch_shift * voice.expressiveness) + rng.randint(-3, 3))),
         range=max(0, min(100, e.range + voice.range_offset)), volume=round(e.volume * voice.gain),
-        wordgap=e.wordgap, seed=rng.getrandbits(31))
+        wordgap=e.wordgap, seed=noise_seed)
     x = np.clip(resample(x, engine.sample_rate, fs), -1.0, 1.0)
     pad = np.zeros(int(0.15 * fs), dtype=np.float32)  # short silences, as in a recording
     return np.concatenate([pad, x, pad])
@@ -168,7 +170,8 @@ def build(sentences_file: Path, out_data: Path, wav_dir: Path, seed: int = 777, 
             utt = f"{voice.name}_{emo}_s{sid:03d}"
             text = sentences[sid - 1]
             path = wav_dir / split / f"{utt}.wav"
-            x = render(text, voice, emo, rng, fs)  # always drawn, so the jitter does not depend on resuming
+            # always drawn, so the jitter does not depend on resuming; the noise seed is the utterance's own
+            x = render(text, voice, emo, rng, fs, noise_seed=zlib.crc32(f"{seed}-{split}-{utt}".encode()) & 0x7FFFFFFF)
             if not path.exists():
                 write_wav_atomic(path, x, fs)
             files["wav.scp"][utt] = str(path.resolve())

@@ -33,7 +33,20 @@ teacher=teacher_${llm}
 abl=exp/ablations
 [ -d "exp/${teacher}" ] || { log "exp/${teacher} is missing: run ./run.sh --llm ${llm} first (stages 1-4)"; exit 1; }
 mkdir -p "${abl}/conf"
-cp conf/ablations.yaml "${abl}/variants.yaml"  # what each variant changes, for RESULTS.md
+# What each variant changes, for RESULTS.md: conf/ablations.yaml, plus the variants of earlier runs in this
+# dir that it no longer lists (their rows keep saying what they changed).
+python - conf/ablations.yaml "${abl}/variants.yaml" <<'PY'
+import sys, yaml
+from pathlib import Path
+new, out = Path(sys.argv[1]), Path(sys.argv[2])
+table = yaml.safe_load(new.read_text()) or {}
+old = (yaml.safe_load(out.read_text()) or {}) if out.exists() else {}
+kept = {k: v for k, v in old.items() if k not in table}
+text = new.read_text()
+if kept:
+    text += "\n# variants of earlier runs in this dir that conf/ablations.yaml no longer lists\n" + yaml.safe_dump(kept, sort_keys=False)
+out.write_text(text)
+PY
 
 # multitask needs the style and transcript targets: stage 4 adds them (replies already written are reused).
 if [[ " ${variants} " == *" multitask "* ]] && [ ! -s "exp/${teacher}/train/style" ]; then

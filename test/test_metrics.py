@@ -186,17 +186,26 @@ def test_fold_average_matches_systems_across_folds(tmp_path):
     assert avg["palign_train/decode/test"]["folds"] == 2
 
 
-def test_ablation_section_names_where_the_ablations_config_differs(tmp_path):
+def test_ablation_section_names_rows_trained_on_another_config(tmp_path):
     from espnet_ext.bin.make_results import config_drift
 
-    then, now = tmp_path / "main.yaml", tmp_path / "train.yaml"
-    then.write_text("# copied\nllm_conf: {name_or_path: m, dtype: auto}\nbatch_size: 8\n")
+    (tmp_path / "conf").mkdir()
+    # as local/run_ablations.sh wrote them: the main config then (fp32), a variant of it, one of today's config
+    (tmp_path / "conf" / "main.yaml").write_text("# copied\nllm_conf: {name_or_path: m, dtype: auto}\nbatch_size: 8\n")
+    (tmp_path / "conf" / "bf16.yaml").write_text("llm_conf: {name_or_path: m, dtype: bfloat16}\nbatch_size: 8\n")
+    (tmp_path / "conf" / "big.yaml").write_text("llm_conf: {name_or_path: m, dtype: bf16_if_native}\nbatch_size: 16\n")
+    (tmp_path / "conf" / "semantic.yaml").write_text("llm_conf: {name_or_path: m, dtype: auto}\nbatch_size: 8\n")
+    now = tmp_path / "train.yaml"
     now.write_text("# the comments differ\nllm_conf:\n  name_or_path: m\n  dtype: bf16_if_native\nbatch_size: 8\n")
-    drift = config_drift(then, now)
-    assert "`llm_conf.dtype`: `auto` there, `bf16_if_native` here" in drift and "batch_size" not in drift
+    changes = {"main": None, "bf16": {"llm_conf": {"dtype": "bfloat16"}}, "big": {"batch_size": 16},
+               "semantic": {"palign_target": "response_neutral"}, "never_run": {"batch_size": 4}}
+    drift = config_drift(tmp_path, changes, now)
+    assert drift == (" Trained on an earlier main config, which differs from this run's `" + str(now) + "` in "
+                     "`llm_conf.dtype`: `auto` there, `bf16_if_native` here: `main`, `semantic`.")
     now.write_text("llm_conf: {name_or_path: m, dtype: auto}\nbatch_size: 8\n")
-    assert config_drift(then, now) == ""                      # same config: nothing to say
-    assert config_drift(tmp_path / "absent.yaml", now) == ""  # ablations from before conf/main.yaml was kept
+    assert "`big`" in config_drift(tmp_path, changes, now) and "`main`" not in config_drift(tmp_path, changes, now)
+    assert config_drift(tmp_path, {"main": None}, now) == ""       # same config: nothing to say
+    assert config_drift(tmp_path, changes, tmp_path / "absent.yaml") == ""
 
 
 def test_ablation_section_rows_drift_and_note(tmp_path):
@@ -215,12 +224,13 @@ def test_ablation_section_rows_drift_and_note(tmp_path):
         (abl / f"main_seed{seed}" / "wall_seconds").write_text("100\n")
     (abl / "conf").mkdir()
     (abl / "conf" / "main.yaml").write_text("llm_conf: {dtype: auto}\n")
+    (abl / "variants.yaml").write_text("main:\n")
     train = tmp_path / "train.yaml"
     train.write_text("llm_conf: {dtype: bf16_if_native}\n")
     (abl / "NOTE.md").write_text("These runs come from an earlier clone.\n")
     text = "\n".join(ablation_section(abl, ["test"], train))
     assert "| main | `(none)` | 0,1 | 300 | 100 | 0.850 ± 0.071 | – | 0.400 ± 0.000 |" in text
-    assert "`llm_conf.dtype`: `auto` there, `bf16_if_native` here" in text
+    assert "`llm_conf.dtype`: `auto` there, `bf16_if_native` here: `main`." in text
     assert "These runs come from an earlier clone." in text
 
 

@@ -95,20 +95,32 @@ def flat(conf, prefix: str = "") -> Dict[str, object]:
     return out
 
 
-def config_drift(ablation_main: Path, main_config: Optional[Path]) -> str:
-    """A sentence naming the keys where the config the ablations ran on (their ``main`` variant) differs
-    from this run's training config (empty when they agree): their rows are then the earlier config's."""
-    if main_config is None or not ablation_main.exists() or not main_config.exists():
+def merge(base: dict, changes: dict) -> dict:
+    """``base`` with ``changes`` replaced in, nested dicts merged (as local/run_ablations.sh builds a variant)."""
+    return {**base, **{k: merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+                       for k, v in changes.items()}}
+
+
+def config_drift(abl_dir: Path, changes: Dict[str, dict], main_config: Optional[Path]) -> str:
+    """A sentence naming the rows trained on another main config than this run's (each variant's config as
+    trained, ``abl_dir/conf/<variant>.yaml``, against this run's config with the variant's changes) and the
+    keys where they differ; empty when every row agrees."""
+    if main_config is None or not main_config.exists():
         return ""
-    then = flat(yaml.safe_load(ablation_main.read_text()) or {})
-    now = flat(yaml.safe_load(main_config.read_text()) or {})
-    diff = [f"`{k}`: `{then.get(k, '(unset)')}` there, `{now.get(k, '(unset)')}` here"
-            for k in sorted(set(then) | set(now)) if then.get(k) != now.get(k)]
-    if not diff:
-        return ""
-    return (f" The ablations ran on an earlier main config, which differs from this run's `{main_config}` in "
-            + "; ".join(diff) + ". Their `main` row and every variant are that config's; the ParaAlign row above "
-            "is this run's.")
+    now_main = yaml.safe_load(main_config.read_text()) or {}
+    groups: Dict[str, List[str]] = {}
+    for variant, change in changes.items():
+        trained = abl_dir / "conf" / f"{variant}.yaml"
+        if not trained.exists():
+            continue
+        change = {k: v for k, v in (change or {}).items() if k != "palign_target"}  # palign.sh's, not the config's
+        then, now = flat(yaml.safe_load(trained.read_text()) or {}), flat(merge(now_main, change))
+        diff = "; ".join(f"`{k}`: `{then.get(k, '(unset)')}` there, `{now.get(k, '(unset)')}` here"
+                         for k in sorted(set(then) | set(now)) if then.get(k) != now.get(k))
+        if diff:
+            groups.setdefault(diff, []).append(variant)
+    return "".join(f" Trained on an earlier main config, which differs from this run's `{main_config}` in {diff}: "
+                   f"{', '.join(f'`{v}`' for v in vs)}." for diff, vs in groups.items())
 
 
 def ablation_section(abl_dir: Path, test_sets: List[str], main_config: Optional[Path] = None) -> List[str]:
@@ -124,7 +136,8 @@ def ablation_section(abl_dir: Path, test_sets: List[str], main_config: Optional[
              "training config with the keys shown replaced, trained for the same steps. One seed: the value "
              "[95% bootstrap CI]; several seeds: mean ± std over seeds. Wall: training, decoding and scoring. "
              "Without a `main` row, compare with the ParaAlign row above (the main config, seed 0). File alone: "
-             "only for speaker-normalised variants." + config_drift(abl_dir / "conf" / "main.yaml", main_config)]
+             "only for speaker-normalised variants." + config_drift(abl_dir, {v: changes.get(v) for v in order},
+                                                                    main_config)]
     note = abl_dir / "NOTE.md"  # written by whoever assembled the runs, e.g. where they came from
     if note.exists() and note.read_text().strip():
         lines += ["", note.read_text().strip()]

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import yaml
 
@@ -96,9 +96,17 @@ def flat(conf, prefix: str = "") -> Dict[str, object]:
 
 
 def merge(base: dict, changes: dict) -> dict:
-    """``base`` with ``changes`` replaced in, nested dicts merged (as local/run_ablations.sh builds a variant)."""
+    """``base`` with ``changes`` replaced in, nested dicts merged."""
     return {**base, **{k: merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
                        for k, v in changes.items()}}
+
+
+def variant_config(base: dict, changes: Optional[dict]) -> Tuple[dict, str]:
+    """An ablation variant (local/run_ablations.sh): the training config with its changes, and the target it
+    is aligned to (``palign_target``: palign.sh's option, not the config's; default the reply)."""
+    changes = dict(changes or {})
+    target = changes.pop("palign_target", "response")
+    return merge(base, changes), target
 
 
 def config_drift(abl_dir: Path, changes: Dict[str, dict], main_config: Optional[Path]) -> str:
@@ -113,8 +121,7 @@ def config_drift(abl_dir: Path, changes: Dict[str, dict], main_config: Optional[
         trained = abl_dir / "conf" / f"{variant}.yaml"
         if not trained.exists():
             continue
-        change = {k: v for k, v in (change or {}).items() if k != "palign_target"}  # palign.sh's, not the config's
-        then, now = flat(yaml.safe_load(trained.read_text()) or {}), flat(merge(now_main, change))
+        then, now = flat(yaml.safe_load(trained.read_text()) or {}), flat(variant_config(now_main, change)[0])
         diff = "; ".join(f"`{k}`: `{then.get(k, '(unset)')}` there, `{now.get(k, '(unset)')}` here"
                          for k in sorted(set(then) | set(now)) if then.get(k) != now.get(k))
         if diff:

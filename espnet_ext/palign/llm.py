@@ -28,10 +28,10 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
     """'auto': bf16 on a CUDA device that supports it, else fp32. 'bf16_if_native': bf16 also on a CPU that
     computes it natively (there, a frozen LLM's training step is ~1.5x faster; on other CPUs bf16 is
     emulated and slow, so fp32)."""
-    if name in ("auto", "bf16_if_native"):
-        if native_bf16(device) and (device.type == "cuda" or name == "bf16_if_native"):
-            return torch.bfloat16
-        return torch.float32
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" and native_bf16(device) else torch.float32
+    if name == "bf16_if_native":
+        return torch.bfloat16 if native_bf16(device) else torch.float32
     if not isinstance(getattr(torch, name, None), torch.dtype):
         raise ValueError(f"llm_conf.dtype: unknown dtype {name!r} (auto, bf16_if_native, bfloat16, float16, float32)")
     return getattr(torch, name)

@@ -93,16 +93,12 @@ PY
 for v in ${variants}; do
     python - "${base}" conf/ablations.yaml "${v}" "${abl}/conf/${v}.yaml" <<'PY'
 import sys, yaml
+from espnet_ext.bin.make_results import variant_config
 base, variants, name, out = sys.argv[1:]
 table = yaml.safe_load(open(variants))
 if name not in table:
     sys.exit(f"run_ablations.sh: no variant '{name}' in {variants} (known: {' '.join(table)})")
-def merge(a, b):
-    return {**a, **{k: merge(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
-                    for k, v in b.items()}}
-changes = dict(table[name] or {})
-target = changes.pop("palign_target", "response")  # what the encoder is aligned to: palign.sh's option, not ESPnet's
-conf = merge(yaml.safe_load(open(base)), changes)
+conf, target = variant_config(yaml.safe_load(open(base)), table[name])  # target: what the encoder is aligned to
 open(out, "w").write(f"# {base} with the '{name}' variant of {variants}\n" + yaml.safe_dump(conf, sort_keys=False))
 open(out[:-len(".yaml")] + ".target", "w").write(target + "\n")
 PY

@@ -154,6 +154,29 @@ def test_plain_token_id_prompts_give_the_replies_of_the_prefix_cached_path(tiny_
     assert weights_fingerprint(str(tiny_llm)) == gen.fingerprint
 
 
+def test_lm_head_gets_contiguous_rows_and_the_same_logits(tiny_llm):
+    """Generation's prefill hands the head a non-contiguous (B, 1, H) slice; FrozenLLM's pre-hook makes it
+    contiguous (one matrix product instead of a per-row copy of the head's weight), logits unchanged."""
+    import torch
+
+    from espnet_ext.palign.llm import FrozenLLM
+
+    llm = FrozenLLM(str(tiny_llm), dtype="bfloat16")
+    head = llm.model.get_output_embeddings()
+    seen = []
+    head.register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous()))
+    hidden = torch.randn(3, 7, llm.hidden_size, dtype=llm.dtype)
+    last = hidden[:, -1:]
+    assert not last.is_contiguous()
+    with torch.no_grad():
+        got = head(last)
+    assert seen == [True]
+    assert torch.equal(got, torch.nn.functional.linear(last.contiguous(), head.weight))
+    seen.clear()
+    llm.generate_from_text(["Hello", "I lost my keys."], max_new_tokens=2)
+    assert seen and all(seen)
+
+
 def test_vllm_backend_without_vllm_says_how_to_install_it(tiny_llm):
     import importlib.util
 

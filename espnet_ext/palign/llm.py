@@ -144,6 +144,14 @@ class ChatTokenizer:
         return replies
 
 
+def contiguous_input(module, args):
+    """Forward pre-hook of the LM head: generation's prefill asks for the logits of the last positions, a
+    (B, 1, H) slice that is not contiguous, and ``F.linear`` then multiplies it with the head's weight
+    expanded to (B, H, vocab), a copy per row (bf16 on a CPU: 0.76 s instead of 6 ms at batch 16 for
+    SmolLM2's 49k vocabulary; fp32 4x). Contiguous, it is one matrix product; the result is the same."""
+    return (args[0].contiguous(), *args[1:])
+
+
 class FrozenLLM:
     """An HF causal LM, frozen, with its ChatTokenizer (``.chat``)."""
 
@@ -166,6 +174,9 @@ class FrozenLLM:
         else:
             self.model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=pick_dtype(dtype, device), **kw)
         self.model.to(device).eval().requires_grad_(False)
+        head = self.model.get_output_embeddings()
+        if head is not None:  # see contiguous_input
+            head.register_forward_pre_hook(contiguous_input)
         self.gradient_checkpointing = gradient_checkpointing
         if gradient_checkpointing:  # recompute activations in backward: needed for 8B models on one GPU
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -84,6 +84,42 @@ def test_pair_sensitivity_heard_keeps_the_pairs_whose_emotions_were_named_right(
     assert s["pair_sensitivity_heard"] is None and s["pairs_heard"] == 0
 
 
+def test_score_jobs_file_gives_each_calls_scores_and_names_a_bad_line(tmp_path):
+    """``score --jobs FILE`` (what a stage runs: its systems in one process) writes what one call per line
+    writes; a line with bad options is named by file and line number."""
+    import json
+    import shlex
+    from pathlib import Path
+
+    import pytest
+
+    from espnet_ext.bin import score
+
+    emo = {"a1": "happy", "a2": "sad"}
+    datadir.write_kv(tmp_path / "utt2emo", emo)
+    datadir.write_kv(tmp_path / "utt2spk", {u: "spk1" for u in emo})
+    datadir.write_kv(tmp_path / "utt2sentid", {u: "s1" for u in emo})
+    datadir.write_kv(tmp_path / "response", {"a1": "what great news", "a2": "i am so sorry"})
+    calls = []
+    for name, text in (("sys one", {"a1": "great news", "a2": "so sorry"}), ("two", {"a1": "hmm", "a2": "hmm"})):
+        hyp = tmp_path / name
+        hyp.mkdir()
+        datadir.write_kv(hyp / "text", text)
+        calls.append(["--ref_dir", str(tmp_path), "--hyp_dir", str(hyp), "--bertscore_model", ""])
+    jobs = tmp_path / "jobs"
+    jobs.write_text("".join(" ".join(shlex.quote(a) for a in c + ["--output", c[3] + "/jobs.json"]) + "\n\n"
+                            for c in calls))
+    assert score.main(["--jobs", str(jobs)]) == 0
+    for c in calls:
+        assert score.main(c + ["--output", c[3] + "/one.json"]) == 0
+        one, batched = (json.loads(Path(c[3], f).read_text()) for f in ("one.json", "jobs.json"))
+        assert one == batched
+    assert json.loads((tmp_path / "sys one" / "jobs.json").read_text())["pair_sensitivity"] == 1.0
+    jobs.write_text(jobs.read_text() + "--ref_dir x --no_such_option 1\n")
+    with pytest.raises(SystemExit, match=f"{jobs}:5: bad options"):
+        score.main(["--jobs", str(jobs)])
+
+
 def test_emotion_only_reference_replies_with_the_right_emotion_to_other_sentences(tmp_path):
     """The "true emotion, no words" reference: a training reply of the utterance's emotion, never one to
     its own sentence (the test sentences may be in train), the same draw for the same seed."""

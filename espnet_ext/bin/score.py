@@ -1,13 +1,18 @@
-"""Stage 8: score one system on one test set -> scores.json.
+"""Stages 8-11: score one system on one test set -> scores.json (``--jobs FILE``: many, in one process).
 
 Reads the system's replies (``--hyp_dir``/text) and, when present, its answers to "What emotion do you
 hear?" (``--hyp_dir``/emotion, and ``emotion_alone``: each file decoded without its speaker's statistics),
 pooled speech tokens for the linear probe (``--probe_train`` and ``--probe_test`` .npz) and the judge's
 scores (``--hyp_dir``/judge). References come from the test data dir: ``response`` (emotion-conditioned
 teacher replies), ``utt2emo``, and ``utt2sentid`` (or ``text``) with ``utt2spk`` to form minimal pairs.
+
+``--jobs FILE`` scores every line of FILE (the options of one call, shell-quoted) in this process: a stage
+scores up to 8 systems, and each process would import the similarity model's libraries and load it again
+(~5 s on 2 cores).
 """
 import json
 import logging
+import shlex
 import sys
 from pathlib import Path
 from typing import Optional
@@ -104,7 +109,7 @@ def score(ref_dir: Path, hyp_dir: Path, label_words: dict, probe_train=None, pro
     return out
 
 
-def main(argv=None) -> int:
+def get_parser():
     p = cli.get_parser(__doc__)
     p.add_argument("--ref_dir", type=Path, required=True, help="test data dir with utt2emo, utt2spk")
     p.add_argument("--targets_dir", type=Path, default=None,
@@ -123,7 +128,14 @@ def main(argv=None) -> int:
                    help="BERTScore model (folder or HF id), used when it is on this machine; else the "
                         "all-MiniLM-L6-v2 cosine; '' for the cosine always")
     p.add_argument("--bertscore_layers", type=int, default=None, help="BERTScore layer (default: bert-score's)")
-    args = cli.parse(p, argv)
+    p.add_argument("--jobs", type=Path, default=None,
+                   help="FILE: run the scorings its lines give (each the options of one call) in this process, "
+                        "alone on the command line")
+    return p
+
+
+def run(args, embedders: dict) -> None:
+    """One scoring; ``embedders`` keeps the similarity models loaded by earlier ones."""
     label_words = dict(metrics.EMOTION_WORDS)
     if args.prompt_conf is not None:  # corpus labels (neu, hap, ...) -> the words an answer may use
         from espnet_ext.palign.prompts import label_words as words_of, load_prompt_conf
@@ -132,7 +144,12 @@ def main(argv=None) -> int:
         for label in conf.get("labels", {}):
             word = words_of(conf, label)[0]
             label_words[label] = tuple(metrics.EMOTION_WORDS.get(word, (word,)))
-    embedder = None if not args.semantic else metrics.reply_similarity(args.bertscore_model, args.bertscore_layers)
+    embedder = None
+    if args.semantic:
+        key = (args.bertscore_model, args.bertscore_layers)
+        if key not in embedders:
+            embedders[key] = metrics.reply_similarity(*key)
+        embedder = embedders[key]
     result = score(args.ref_dir, args.hyp_dir, label_words, args.probe_train, args.probe_test, embedder,
                    args.targets_dir)
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -140,6 +157,30 @@ def main(argv=None) -> int:
     if args.system is not None:
         systems.write(args.hyp_dir, systems.describe(args.system, args.hyp_dir, args.model_dir, args.teacher_dir))
     logging.info(f"{args.output}: " + ", ".join(f"{k}={v:.3f}" for k, v in result.items() if isinstance(v, float)))
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--jobs" not in argv:
+        run(cli.parse(get_parser(), argv), {})
+        return 0
+    if len(argv) != 2 or argv[0] != "--jobs":
+        raise SystemExit("score --jobs FILE: nothing else on the command line (each line of FILE holds the "
+                         "options of one scoring)")
+    jobs = Path(argv[1])
+    if not jobs.is_file():
+        raise SystemExit(f"score --jobs: {jobs} does not exist")
+    lines = [(n, line) for n, line in enumerate(jobs.read_text(encoding="utf-8").splitlines(), 1) if line.strip()]
+    embedders: dict = {}
+    for n, line in lines:
+        try:
+            args = cli.parse(get_parser(), shlex.split(line))
+        except (SystemExit, ValueError) as e:  # argparse has printed what is wrong with the options
+            raise SystemExit(f"score --jobs: {jobs}:{n}: bad options ({e}): {line}")
+        if args.jobs is not None:
+            raise SystemExit(f"score --jobs: {jobs}:{n}: --jobs inside a jobs file")
+        run(args, embedders)
+    logging.info(f"{jobs}: {len(lines)} scorings")
     return 0
 
 

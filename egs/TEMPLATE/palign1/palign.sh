@@ -347,15 +347,23 @@ judge_passed() {
     fi
     ${python} -c "import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))['passed'] else 1)" "${judge_calibration}"
 }
+# The metrics are queued and score_queued runs them in one process (the similarity model loads once).
+score_jobs=$(mktemp); trap 'rm -f "${score_jobs}"' EXIT
 score_system() {
     local hyp=$1 dset=$2 kind=$3; shift 3
     if judge_passed; then
         ${python} -m espnet_ext.bin.judge --config "${judge_config}" --ref_dir "${data_feats}/${dset}" \
             --hyp "${hyp}/text" --output "${hyp}/judge" --device "${_device}"
     fi
-    ${python} -m espnet_ext.bin.score --ref_dir "${data_feats}/${dset}" --targets_dir "${teacher_dir}/${dset}" --hyp_dir "${hyp}" \
+    printf '%q ' --ref_dir "${data_feats}/${dset}" --targets_dir "${teacher_dir}/${dset}" --hyp_dir "${hyp}" \
         --output "${hyp}/scores.json" --system "${kind}" --teacher_dir "${teacher_dir}" --prompt_conf "$(conf_get "${teacher_config}" prompt_conf)" \
-        --bertscore_model "${bertscore_model}" "$@"
+        --bertscore_model "${bertscore_model}" "$@" >> "${score_jobs}"
+    echo >> "${score_jobs}"
+}
+score_queued() {
+    [ -s "${score_jobs}" ] || return 0
+    ${python} -m espnet_ext.bin.score --jobs "${score_jobs}"
+    : > "${score_jobs}"
 }
 
 
@@ -377,6 +385,7 @@ score_model() {  # $1: the stage this runs as (its log lines and time go there)
             "$([ "${palign_target}" = response ] && echo paraalign || echo semantic)" --model_dir "${palign_exp}" \
             --probe_train "${_probe}/${train_set}.npz" --probe_test "${_probe}/${dset}.npz"
     done
+    score_queued
 }
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then train_model 6; fi
@@ -412,6 +421,7 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
             score_system "${_bdir}/${sys}/${dset}" "${dset}" "${sys}"
         done
     done
+    score_queued
 fi
 
 if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ] && [[ " ${baselines} " == *" semantic "* ]]; then
@@ -453,6 +463,7 @@ if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ] && [[ " ${baselines} " == *" 
             --with_emotion true --labels "${_cls}/${dset}/utt2emo_pred" --transcripts "${_bdir}/asr/${dset}/text"
         score_system "${_bdir}/cls_asr/${dset}" "${dset}" cls_asr
     done
+    score_queued
 fi
 
 if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then

@@ -36,7 +36,12 @@ def build_smollm2(out: Path) -> None:
     tok = AutoTokenizer.from_pretrained(pkg, gguf_file=gguf.name)
     src = AutoModelForCausalLM.from_pretrained(pkg, gguf_file=gguf.name, dtype=torch.float32)
     # save_pretrained refuses GGUF-loaded models: copy the weights into a fresh model of the same config.
-    model = LlamaForCausalLM(src.config)
+    # The weights are saved dequantised: without the GGUF quantization_config, which would make every later
+    # load go through transformers' GGUF quantizer (and warn that the weights stay packed, which they are not).
+    config = src.config
+    if getattr(config, "quantization_config", None) is not None:
+        del config.quantization_config
+    model = LlamaForCausalLM(config)
     model.load_state_dict(src.state_dict())
     model.to(torch.bfloat16).save_pretrained(out)
     tok.save_pretrained(out)

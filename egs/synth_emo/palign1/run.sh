@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ParaAlign on the embedded synthetic corpus (espeak-ng voices in 4 emotions); runs anywhere, offline.
-#   ./run.sh                       SmolLM2-135M-Instruct as the frozen LLM (2 CPU cores: about 80 minutes)
+#   ./run.sh                       SmolLM2-135M-Instruct as the frozen LLM (2 CPU cores: about 40 minutes)
 #   ./run.sh --llm tiny            a tiny random Llama: a smoke test of every stage in a few minutes
 # Other options go to palign.sh (./palign.sh --help), e.g. --stage 4 --stop_stage 6.
 set -euo pipefail

@@ -38,7 +38,8 @@ WORKER = textwrap.dedent('''
     torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5).step()
     if rank == 0:
         torch.save({n: p.detach() for n, p in model.named_parameters() if p.requires_grad}, out)
-    if world > 1:
+    if world > 1:  # both ranks done before either tears gloo down: a rank that exits first can abort the
+        torch.distributed.barrier()  # other's gloo threads ("terminate called without an active exception")
         torch.distributed.destroy_process_group()
 ''')
 

@@ -92,14 +92,40 @@ def speaker_means(spk_mean_scp: Optional[Dict[str, str]], keys: List[str], devic
 Questions = Dict[str, Tuple[str, Optional[str]]]
 
 
+def reads_transcript(model, questions: Questions) -> bool:
+    """Does any of these questions give the LLM the transcript beside the speech ({text} in its turn)?"""
+    from espnet_ext.palign.prompts import reads_text
+
+    return any(reads_text(user if user is not None else model.student_prompts.get(task, ""))
+               for task, user in questions.values())
+
+
+def read_transcripts(path: Path, keys: List[str]) -> Dict[str, str]:
+    """utterance -> transcript of a Kaldi text file; every key must have one (the error names the first missing)."""
+    if not Path(path).is_file():
+        raise SystemExit(f"{path}: no such transcript file (the model's prompt reads the transcript, {{text}})")
+    text = read_kv(path)
+    missing = [k for k in keys if not text.get(k, "").strip()]
+    if missing:
+        raise SystemExit(f"{path}: no transcript for {len(missing)} utterance(s), e.g. '{missing[0]}'")
+    return text
+
+
 def decode_dir(model, train_args, data_dir: Path, outputs: Questions, batch_size: int, max_new_tokens: int,
-               device: str, spk_mean_scp: Optional[Path] = None, alone_outputs: Optional[Questions] = None) -> int:
+               device: str, spk_mean_scp: Optional[Path] = None, alone_outputs: Optional[Questions] = None,
+               transcripts: Optional[Path] = None) -> int:
     """Answer every utterance of ``data_dir``: ``outputs`` maps an output file to (task, user turn). All
     questions are asked of one encoding of each batch (with the speaker means of ``spk_mean_scp``);
     ``alone_outputs``' of a second encoding without them (each file alone). Audio is read as training reads it
-    (SpeechReader). Lines are appended after every batch; a rerun skips utterances already in every output."""
+    (SpeechReader). A prompt that reads the transcript takes it from ``transcripts`` (a Kaldi text file;
+    default the data dir's own ``text``). Lines are appended after every batch; a rerun skips utterances
+    already in every output."""
     alone_outputs = alone_outputs or {}
     wav_scp = read_kv(data_dir / "wav.scp")
+    texts = None
+    if reads_transcript(model, {**outputs, **alone_outputs}):
+        texts = read_transcripts(transcripts or data_dir / "text", list(wav_scp))
+        logging.info(f"the prompt reads the transcript: from {transcripts or data_dir / 'text'}")
     read = SpeechReader(data_dir, train_args)
     spk_mean = read_kv(spk_mean_scp) if spk_mean_scp is not None else None
     if spk_mean is not None and set(wav_scp) - set(spk_mean):
@@ -131,7 +157,8 @@ def decode_dir(model, train_args, data_dir: Path, outputs: Questions, batch_size
             speech, lengths = batch_tensor([read(k) for k in keys], device)
             means = speaker_means(spk_mean, keys, device)
             answers = model.answer(speech, lengths, dict(outputs), max_new_tokens, means,
-                                   alone_questions=dict(alone_outputs))
+                                   alone_questions=dict(alone_outputs),
+                                   texts=[texts[k] for k in keys] if texts is not None else None)
             for out, f in files.items():
                 for k, r in zip(keys, answers[out]):
                     f.write(f"{k} {r}\n" if r else f"{k}\n")

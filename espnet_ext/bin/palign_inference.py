@@ -14,7 +14,7 @@ from pathlib import Path
 
 from espnet_ext import cli
 from espnet_ext.audio import load_mono
-from espnet_ext.inference import FS, batch_tensor, decode_dir, load_model, question
+from espnet_ext.inference import FS, batch_tensor, decode_dir, load_model, question, reads_transcript
 
 def check_inputs(parser, args) -> None:
     """Every path the command names exists and has what it needs (errors name the path)."""
@@ -30,7 +30,7 @@ def check_inputs(parser, args) -> None:
         if not (args.data_dir / "wav.scp").is_file():
             parser.error(f"--data_dir {args.data_dir}: no wav.scp")
     else:
-        for opt in ("output", "emotion_output", "emotion_alone_output", "spk_mean_scp"):
+        for opt in ("output", "emotion_output", "emotion_alone_output", "spk_mean_scp", "transcripts"):
             if getattr(args, opt) is not None:
                 parser.error(f"--{opt} works with --data_dir only (with --wav the replies go to stdout)")
     for wav in args.wav or []:
@@ -59,6 +59,11 @@ def main(argv=None) -> int:
                         "(what the demo and --wav hear), into this file")
     p.add_argument("--spk_mean_scp", type=Path, default=None,
                    help="with --data_dir: each utterance's speaker mean (stage 5), for a speaker_norm model")
+    p.add_argument("--transcripts", type=Path, default=None,
+                   help="with --data_dir: a Kaldi text file of transcripts (e.g. an ASR system's) for a model whose "
+                        "prompt reads the transcript ({text}); default the data dir's own text file")
+    p.add_argument("--transcript", default=None,
+                   help="with --wav: the transcript, for a model whose prompt reads it ({text})")
     p.add_argument("--prompt", default=None, help='ask something else, e.g. "What emotion do you hear?"')
     p.add_argument("--task", default="response", help="whose student prompt is used when --prompt is not given")
     p.add_argument("--batch_size", type=int, default=8)
@@ -68,6 +73,8 @@ def main(argv=None) -> int:
     check_inputs(p, args)  # before the model loads: a typo costs no LLM start-up
     model, train_args = load_model(args.model_dir, args.model_file, args.device)
     task, user = question(model, train_args, args.task, args.prompt)
+    if args.wav and args.transcript is None and reads_transcript(model, {"reply": (task, user)}):
+        p.error(f"this model's prompt reads the transcript ({{text}}) beside the speech: give it with --transcript")
     if model.speaker_norm and args.spk_mean_scp is None:
         logging.warning("a speaker_norm model without speaker means (--spk_mean_scp): " + (
             "each utterance is normalised by the training voices' average (speaker_norm_dropout)"
@@ -80,11 +87,12 @@ def main(argv=None) -> int:
         if args.emotion_alone_output is not None:
             alone[str(args.emotion_alone_output)] = question(model, train_args, "emotion", None)
         decode_dir(model, train_args, args.data_dir, outputs, args.batch_size, args.max_new_tokens, args.device,
-                   args.spk_mean_scp, alone)
+                   args.spk_mean_scp, alone, args.transcripts)
         return 0
     for wav in args.wav:
         speech, lengths = batch_tensor([load_mono(str(wav), FS)], args.device)  # readable: check_inputs
-        reply = model.generate(speech, lengths, task=task, user=user, max_new_tokens=args.max_new_tokens)[0]
+        reply = model.generate(speech, lengths, task=task, user=user, max_new_tokens=args.max_new_tokens,
+                               texts=None if args.transcript is None else [args.transcript])[0]
         print(reply if len(args.wav) == 1 else f"{wav}\t{reply}")
     return 0
 

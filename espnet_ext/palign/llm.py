@@ -14,6 +14,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
+from espnet_ext.palign.prompts import student_turn
+
 SPEECH = "<speech>"  # placeholder for the speech embeddings in a user turn
 
 
@@ -119,6 +121,10 @@ class ChatTokenizer:
             raise ValueError(f"a speech prompt needs exactly one {SPEECH} placeholder: {user!r}")
         before, after = self.render(user).split(SPEECH)
         return ChatPrompt(prefix=self.encode(before), suffix=self.encode(after))
+
+    def student_suffix(self, user: str, text: Optional[str], where: str = "") -> List[int]:
+        """The ids after the speech of a student turn whose ``{text}`` is this utterance's transcript."""
+        return self.speech_prompt(student_turn(user, text, where)).suffix
 
     @staticmethod
     def common_prefix(rows: Sequence[Sequence[int]]) -> List[int]:

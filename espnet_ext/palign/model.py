@@ -21,6 +21,7 @@ from espnet2.train.abs_espnet_model import AbsESPnetModel
 
 from espnet_ext.palign.llm import FrozenLLM, fingerprint
 from espnet_ext.palign.losses import LOSSES
+from espnet_ext.palign.prompts import reads_text
 from espnet_ext.palign.sampler import TaskSampler
 
 IGNORE = -32768  # int pad value of the collate function
@@ -146,6 +147,10 @@ class ParaAlignModel(AbsESPnetModel):
             raise ValueError(f"unknown loss '{loss}' (known: {sorted(LOSSES)})")
         self.loss_fn = LOSSES[loss](**(loss_conf or {}))
         self.tasks = sorted(prompts)
+        self.student_prompts = dict(prompts)
+        # Tasks whose student turn gives the transcript too ({text}, beyond the paper): their ids after the
+        # speech differ per row and come with the batch (``<task>_suffix``) or with ``answer(texts=...)``.
+        self.text_tasks = {t for t, user in prompts.items() if reads_text(user)}
         self.sampler = TaskSampler(self.tasks, task_ratios, task_weights)  # global RNG: resumable
         for task, user in prompts.items():  # chat-template ids around the speech, one pair per task
             p = llm.chat.speech_prompt(user)
@@ -285,17 +290,22 @@ class ParaAlignModel(AbsESPnetModel):
         return list(prefixes.pop()) if len(prefixes) == 1 else None
 
     def splice(self, tasks: Union[str, Sequence[str]], speech: torch.Tensor, speech_lengths: torch.Tensor,
-               reply: torch.Tensor, reply_lengths: torch.Tensor):
-        """LLM inputs [prefix | speech | suffix | reply] per row, the prompt of each row's task. Returns
-        inputs, mask, reply index and the shared prefix ids: when every row has the same prefix it is left
-        out of the inputs and taken from the cache."""
+               reply: torch.Tensor, reply_lengths: torch.Tensor,
+               suffixes: Optional[Sequence[Optional[torch.Tensor]]] = None):
+        """LLM inputs [prefix | speech | suffix | reply] per row, the prompt of each row's task (or the row's
+        own suffix ids in ``suffixes``, for a task whose turn holds the transcript). Returns inputs, mask,
+        reply index and the shared prefix ids: when every row has the same prefix it is left out of the
+        inputs and taken from the cache."""
         if isinstance(tasks, str):
             tasks = [tasks] * speech.shape[0]
         shared = self.shared_prefix(tasks)
         embeds = {t: ([] if shared is not None else [self.llm.embed(getattr(self, f"prefix_{t}"))],
                       self.llm.embed(getattr(self, f"suffix_{t}"))) for t in set(tasks)}
         reply_emb = self.llm.embed(reply.clamp(min=0))
-        rows = [embeds[t][0] + [speech[i, : speech_lengths[i]], embeds[t][1], reply_emb[i, : reply_lengths[i]]]
+        suffixes = suffixes or [None] * len(tasks)
+        rows = [embeds[t][0] + [speech[i, : speech_lengths[i]],
+                                embeds[t][1] if suffixes[i] is None else self.llm.embed(suffixes[i]),
+                                reply_emb[i, : reply_lengths[i]]]
                 for i, t in enumerate(tasks)]
         return (*self.pack(rows, reply_lengths.tolist(), self.llm.dtype), shared)
 
@@ -367,7 +377,16 @@ class ParaAlignModel(AbsESPnetModel):
             if self.max_target_tokens > 0:
                 n = min(n, self.max_target_tokens)
             reply[i, :n], reply_lengths[i] = targets[t][i, :n], n
-        inputs, mask, index, prefix = self.splice(row_tasks, emb, emb_lengths, reply, reply_lengths)
+        suffixes = []
+        for i, t in enumerate(row_tasks):
+            if t not in self.text_tasks:
+                suffixes.append(None)
+            elif f"{t}_suffix" not in targets:
+                raise ValueError(f"the student prompt of task '{t}' reads the transcript ({{text}}): the data needs "
+                                 f"the 'transcript' field (the text file)")
+            else:
+                suffixes.append(targets[f"{t}_suffix"][i, : targets[f"{t}_suffix_lengths"][i]])
+        inputs, mask, index, prefix = self.splice(row_tasks, emb, emb_lengths, reply, reply_lengths, suffixes)
         logits = self.reply_logits(inputs, mask, index, prefix)
         target = torch.cat([reply[i, : reply_lengths[i]] for i in range(batch_size)])
         teacher = None
@@ -392,31 +411,44 @@ class ParaAlignModel(AbsESPnetModel):
         return loss / total_weight
 
     # -- inference -------------------------------------------------------------------------------------
-    def prompt_ids(self, task: str = "response", user: Optional[str] = None) -> Tuple[List[int], List[int]]:
-        """Prefix and suffix ids around the speech: ``user`` (with <speech>) or the task's student prompt."""
+    def prompt_ids(self, task: str = "response", user: Optional[str] = None,
+                   texts: Optional[Sequence[str]] = None) -> Tuple[List[int], List[List[int]]]:
+        """Prefix ids before the speech and, per row, suffix ids after it: ``user`` (with <speech>) or the
+        task's student prompt; a turn with ``{text}`` takes each row's transcript from ``texts``."""
+        template = user if user is not None else self.student_prompts.get(task, "")
+        if reads_text(template):
+            if texts is None:
+                raise ValueError(f"the prompt {template!r} reads the transcript ({{text}}): give the transcripts "
+                                 f"(palign_inference --transcripts, or the data dir's text file)")
+            chat = self.llm.chat
+            return chat.speech_prompt(template).prefix, [chat.student_suffix(template, t) for t in texts]
         if user is not None:
             p = self.llm.chat.speech_prompt(user)
-            return p.prefix, p.suffix
-        return getattr(self, f"prefix_{task}").tolist(), getattr(self, f"suffix_{task}").tolist()
+            prefix, suffix = p.prefix, p.suffix
+        else:
+            prefix, suffix = getattr(self, f"prefix_{task}").tolist(), getattr(self, f"suffix_{task}").tolist()
+        return prefix, [suffix] * (len(texts) if texts is not None else 1)
 
     @torch.no_grad()
     def answer(self, speech: torch.Tensor, speech_lengths: torch.Tensor, questions: Dict[str, Tuple[str, Optional[str]]],
                max_new_tokens: int = 64, spk_mean: Optional[torch.Tensor] = None,
                text_users: Optional[Dict[str, List[str]]] = None,
-               alone_questions: Optional[Dict[str, Tuple[str, Optional[str]]]] = None) -> Dict[str, List[str]]:
+               alone_questions: Optional[Dict[str, Tuple[str, Optional[str]]]] = None,
+               texts: Optional[Sequence[str]] = None) -> Dict[str, List[str]]:
         """Greedy replies to several questions about the same speech, encoded once. ``questions`` maps a
         name to (task, user): the task's student prompt, or ``user`` (with <speech>) when it is given.
         ``alone_questions``: more questions, asked of a second encoding without ``spk_mean`` (each file
-        alone, as the demo hears it), in the same batched generate. ``text_users``: see ``answer_tokens``."""
+        alone, as the demo hears it), in the same batched generate. ``text_users``: see ``answer_tokens``.
+        ``texts``: each utterance's transcript, for prompts that read it ({text})."""
         asked = [(*self.encode(speech, speech_lengths, spk_mean), questions)]
         if alone_questions:
             asked.append((*self.encode(speech, speech_lengths, None), alone_questions))
-        return self.answer_tokens(asked, max_new_tokens, text_users)
+        return self.answer_tokens(asked, max_new_tokens, text_users, texts)
 
     @torch.no_grad()
     def answer_tokens(self, asked: List[Tuple[torch.Tensor, torch.Tensor, Dict[str, Tuple[str, Optional[str]]]]],
-                      max_new_tokens: int = 64,
-                      text_users: Optional[Dict[str, List[str]]] = None) -> Dict[str, List[str]]:
+                      max_new_tokens: int = 64, text_users: Optional[Dict[str, List[str]]] = None,
+                      texts: Optional[Sequence[str]] = None) -> Dict[str, List[str]]:
         """Greedy replies to questions about speech already encoded: ``asked`` lists (speech tokens (B, S, H),
         their lengths, questions as in ``answer``). ``text_users`` maps more names to text-only user turns
         (one per utterance), e.g. a transcript-only baseline. Every prompt that starts with the same prefix
@@ -429,9 +461,10 @@ class ParaAlignModel(AbsESPnetModel):
             for name, (task, user) in questions.items():
                 if any(r[0] == name for r in rows):
                     raise ValueError(f"question '{name}' is asked twice")
-                prefix, suffix = self.prompt_ids(task, user)
-                suf = self.llm.embed_ids(suffix)
-                rows += [(name, prefix, torch.cat([emb[i, : emb_lengths[i]].to(dtype), suf]))
+                prefix, suffixes = self.prompt_ids(task, user, texts)
+                if len(suffixes) == 1:
+                    suffixes = suffixes * emb.shape[0]
+                rows += [(name, prefix, torch.cat([emb[i, : emb_lengths[i]].to(dtype), self.llm.embed_ids(suffixes[i])]))
                          for i in range(emb.shape[0])]
         chat = self.llm.chat
         for name, users in (text_users or {}).items():
@@ -457,10 +490,11 @@ class ParaAlignModel(AbsESPnetModel):
 
     def generate(self, speech: torch.Tensor, speech_lengths: torch.Tensor, task: str = "response",
                  user: Optional[str] = None, max_new_tokens: int = 64,
-                 spk_mean: Optional[torch.Tensor] = None) -> List[str]:
+                 spk_mean: Optional[torch.Tensor] = None, texts: Optional[Sequence[str]] = None) -> List[str]:
         """Greedy replies from speech. ``user`` (with <speech>) replaces the task's prompt, e.g. to ask
         "<speech>\\nWhat emotion do you hear?"."""
-        return self.answer(speech, speech_lengths, {"reply": (task, user)}, max_new_tokens, spk_mean)["reply"]
+        return self.answer(speech, speech_lengths, {"reply": (task, user)}, max_new_tokens, spk_mean,
+                           texts=texts)["reply"]
 
     @torch.no_grad()
     def pooled_speech_tokens(self, speech: torch.Tensor, speech_lengths: torch.Tensor,

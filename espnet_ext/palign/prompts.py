@@ -39,6 +39,35 @@ def teacher_prompt(conf: dict, task: str, text: str, label: str = "", where: str
                        f"(has: {sorted(fields)}); stage 4 measures pitch/pace/loudness for style prompts") from None
 
 
+def student_turn(template: str, text: Optional[str] = None, where: str = "") -> str:
+    """A student user turn with ``{text}`` (the transcript, for prompts that give the LLM the words beside the
+    speech tokens) filled in; ``text`` is required exactly when the template has the placeholder."""
+    if "{text}" not in template:
+        return template
+    if text is None or not text.strip():
+        raise ValueError(f"{where}the student prompt {template!r} needs a transcript ({{text}}), none was given")
+    return template.replace("{text}", " ".join(text.split()))
+
+
+def reads_text(template: str) -> bool:
+    return "{text}" in template
+
+
+def student_prompts(prompt_conf: dict, tasks, overrides: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """The student user turn of each task: the prompt config's, or the training config's ``student_prompts``
+    override (a variant changes one turn without a copy of the prompt file). ``{text}``, if used, must come
+    after ``<speech>``: what precedes the speech is the prefix that every row shares (and the LLM caches)."""
+    student = {**prompt_conf["student"], **(overrides or {})}
+    missing = [t for t in tasks if t not in student]
+    if missing:
+        raise ValueError(f"prompt_conf has no student prompt for task(s) {missing}")
+    for t in tasks:
+        turn = student[t]
+        if reads_text(turn) and "<speech>" in turn and turn.index("{text}") < turn.index("<speech>"):
+            raise ValueError(f"student prompt of task '{t}': put {{text}} after <speech> ({turn!r})")
+    return {t: student[t] for t in tasks}
+
+
 def copied_targets(conf: dict) -> Dict[str, str]:
     """Tasks whose target is a data file as it is (``targets: {asr: text}``), not a teacher reply."""
     return dict(conf.get("targets") or {})

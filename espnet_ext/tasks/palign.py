@@ -38,7 +38,7 @@ from espnet2.utils.types import float_or_none, int_or_none, str2bool, str_or_non
 from espnet_ext.palign.frontend import MelPitchFrontend, WhisperPitchFrontend
 from espnet_ext.palign.llm import ChatTokenizer, FrozenLLM
 from espnet_ext.palign.model import IGNORE, ParaAlignModel, SpeechAdapter
-from espnet_ext.palign.prompts import load_prompt_conf
+from espnet_ext.palign.prompts import load_prompt_conf, reads_text, student_prompts
 from espnet_ext.teacher import check_meta
 
 frontend_choices = ClassChoices(
@@ -65,14 +65,16 @@ KNOWN_TASKS = ("response", "emotion", "style", "asr")
 class PalignPreprocessor(AbsPreprocessor):
     """Tokenize each task's reply with the LLM's tokenizer (+ end-of-turn) and, for the KL loss, each
     task's teacher prompt (``<task>_prompt``: the text user turn, rendered by the chat template);
-    keep speech as float32 mono."""
+    keep speech as float32 mono. A task whose student turn has ``{text}`` gets ``<task>_suffix``: the ids
+    after the speech with this utterance's transcript (data field ``transcript``) filled in."""
 
     def __init__(self, train: bool, llm_name_or_path: str, system: Optional[str], tasks: List[str],
-                 emotion_labels: Optional[List[str]] = None):
+                 emotion_labels: Optional[List[str]] = None, prompts: Optional[Dict[str, str]] = None):
         super().__init__(train)
         self.chat = ChatTokenizer(llm_name_or_path, system)
         self.tasks = tasks
         self.emotion_ids = {str(label): i for i, label in enumerate(emotion_labels or [])}
+        self.text_prompts = {t: u for t, u in (prompts or {}).items() if reads_text(u)}
 
     def __call__(self, uid: str, data: Dict[str, object]) -> Dict[str, np.ndarray]:
         out = {}
@@ -94,12 +96,18 @@ class PalignPreprocessor(AbsPreprocessor):
                 if not ids:
                     raise ValueError(f"utterance '{uid}': empty transcript")
                 out[name] = np.array(ids, dtype=np.int64)
+                for task, user in self.text_prompts.items():
+                    out[f"{task}_suffix"] = np.array(self.chat.student_suffix(user, value, f"utterance '{uid}': "),
+                                                     dtype=np.int64)
             elif name == "speech" and isinstance(value, np.ndarray):
                 if value.ndim == 2 and value.shape[1] <= 8:  # (time, channels): stage 2 should have made it mono
                     value = value.mean(axis=1)
                 out[name] = value.astype(np.float32)
             else:
                 out[name] = value
+        if "transcript" not in data and any(t in data for t in self.text_prompts):  # training rows
+            raise ValueError(f"utterance '{uid}': the student prompts of {sorted(self.text_prompts)} read the "
+                             f"transcript ({{text}}), but the data has no 'transcript' field (the text file)")
         return out
 
 
@@ -117,6 +125,9 @@ class PalignTask(AbsTask):
                                 " (config.json's shapes, random weights) and device (where to build it)")
         group.add_argument("--prompt_conf", default=None,
                            help="prompt YAML (system, student/teacher templates, emotion words) or a dict")
+        group.add_argument("--student_prompts", action=NestedDictAction, default={},
+                           help="{task: user turn}: replaces that task's student turn of prompt_conf; '{text}' "
+                                "after '<speech>' gives the LLM the transcript beside the speech tokens")
         group.add_argument("--tasks", type=str, nargs="+", default=["response"],
                            help="alignment tasks; each is a text field of the data and a student prompt")
         group.add_argument("--speech_adapter_conf", action=NestedDictAction,
@@ -179,7 +190,8 @@ class PalignTask(AbsTask):
             return None
         prompt_conf = load_prompt_conf(args.prompt_conf)
         return PalignPreprocessor(train, args.llm_conf["name_or_path"], prompt_conf.get("system"), args.tasks,
-                                  (getattr(args, "aux_conf", None) or {}).get("labels"))
+                                  (getattr(args, "aux_conf", None) or {}).get("labels"),
+                                  student_prompts(prompt_conf, args.tasks, getattr(args, "student_prompts", None)))
 
     @classmethod
     def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
@@ -196,9 +208,8 @@ class PalignTask(AbsTask):
             raise ValueError("llm_conf.name_or_path is required (an HF model id or a local folder)")
         args.prompt_conf = load_prompt_conf(args.prompt_conf)  # inlined: config.yaml stands alone
         system = args.prompt_conf.get("system")
-        missing = [t for t in args.tasks if t not in args.prompt_conf["student"]]
-        if missing:
-            raise ValueError(f"prompt_conf has no student prompt for task(s) {missing}")
+        prompts = student_prompts(args.prompt_conf, args.tasks, getattr(args, "student_prompts", None))
+        args.prompt_conf["student"].update(prompts)  # what config.yaml holds is what the model was trained with
         llm = FrozenLLM(llm_conf["name_or_path"], dtype=llm_conf["dtype"], system=system,
                         attn_implementation=llm_conf.get("attn_implementation"),
                         gradient_checkpointing=llm_conf.get("gradient_checkpointing", False),
@@ -239,7 +250,7 @@ class PalignTask(AbsTask):
 
         model = ParaAlignModel(
             frontend=frontend, specaug=specaug, normalize=normalize, encoder=encoder, adapter=adapter, llm=llm,
-            prompts={t: args.prompt_conf["student"][t] for t in args.tasks},
+            prompts=prompts,
             loss=args.loss, loss_conf=args.loss_conf, freeze_frontend=args.freeze_frontend,
             task_ratios=(args.task_conf or {}).get("ratios"), task_weights=(args.task_conf or {}).get("weights"),
             max_target_tokens=getattr(args, "max_target_tokens", 0),

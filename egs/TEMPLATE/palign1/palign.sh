@@ -51,6 +51,8 @@ inference_config=""    # YAML of espnet_ext.bin.palign_inference options
 inference_args=""      # more options for it
 inference_model=""     # model file in the experiment dir (default: averaged/best/last)
 inference_tag=""       # decode dir name (default: from the inference config)
+inference_transcripts="" # for a model whose prompt reads the transcript: DIR with <set>/text (e.g. stage 9's
+                       # ${expdir}/baselines/asr); default each set's own text
 
 # Scoring and baselines (stages 8-12)
 judge_config=""        # YAML: llm_conf, judge_prompt, prompt_conf (empty: no LLM-as-judge score)
@@ -73,6 +75,7 @@ Options (defaults after the names):
   --palign_config FILE  --palign_args "..."  --palign_tag NAME  --palign_target ${palign_target}
   --num_threads ${num_threads}
   --inference_config FILE  --inference_args "..."  --inference_model FILE  --inference_tag NAME
+  --inference_transcripts DIR
   --judge_config FILE  --bertscore_model ${bertscore_model}  --probe_max_utts ${probe_max_utts}
   --baselines "${baselines}"  --cls_config FILE
 Stages 8-12: 8 scoring . 9 text baselines (topline, text_oracle, text_asr, emotion_only) . 10 semantic-only alignment
@@ -213,7 +216,7 @@ set_data_opts() {  # called when stage 4's files exist; $1=encoder_only: no LLM 
         if nonzero "${_aux}"; then
             _data_opts+=(--${_phase}_data_path_and_name_and_type "${data_feats}/${_dset}/utt2emo,emotion_label,text")
         fi
-        if nonzero "${_ctc}"; then
+        if nonzero "${_ctc}" || student_reads_text; then
             _data_opts+=(--${_phase}_data_path_and_name_and_type "${data_feats}/${_dset}/text,transcript,text")
         fi
         for _t in ${_tasks}; do
@@ -230,6 +233,13 @@ set_data_opts() {  # called when stage 4's files exist; $1=encoder_only: no LLM 
         done
     done
 }
+# Does a student prompt of the training config give the LLM the transcript ({text}) beside the speech?
+student_reads_text() { ${python} -c "
+import os, sys, yaml
+c = yaml.safe_load(open(sys.argv[1])) or {}
+p = c.get('prompt_conf'); p = yaml.safe_load(open(os.path.expandvars(p))) if isinstance(p, str) else p or {}
+student = {**(p.get('student') or {}), **(c.get('student_prompts') or {})}
+sys.exit(0 if any('{text}' in str(student.get(t, '')) for t in c.get('tasks') or ['response']) else 1)" "${palign_config}"; }
 nonzero() { [ -n "$1" ] && [ "$(${python} -c "print(float('$1') != 0)")" = True ]; }
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
@@ -312,6 +322,7 @@ decode_model() {  # $1: the stage this runs as (its log lines and time go there)
         _n=$(min "${inference_nj}" "$(wc -l < "${data_feats}/${dset}/wav.scp")")
         utils/split_data_dir.sh "${data_feats}/${dset}" "${_n}" --out "${_dir}/logdir/split${_n}" > /dev/null
         _spk=() _files="text emotion"
+        [ -n "${inference_transcripts}" ] && _spk+=(--transcripts "${inference_transcripts}/${dset}/text")
         if [ "${speaker_norm}" = True ]; then
             # With the speaker's statistics, and the emotion question again for each file alone, without them:
             # what the demo and palign_inference --wav hear (stage 8 scores it as "file alone").

@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     model, train_args = load_model(args.model_dir, args.model_file, args.device)
     task, user = question(model, train_args, args.task, args.prompt)
     if args.wav and args.transcript is None and reads_transcript(model, {"reply": (task, user)}):
-        p.error("this model's prompt reads the transcript ({{text}}) beside the speech: give it with --transcript")
+        p.error("this model's prompt reads the transcript ({text}) beside the speech: give it with --transcript")
     if model.speaker_norm and args.spk_mean_scp is None:
         logging.warning("a speaker_norm model without speaker means (--spk_mean_scp): " + (
             "each utterance is normalised by the training voices' average (speaker_norm_dropout)"

@@ -18,7 +18,7 @@ import torch
 
 from espnet_ext.audio import frame_db, load_mono
 from espnet_ext.datadir import read_kv
-from espnet_ext.inference import FS, batch_tensor, find_model_file, load_model, question
+from espnet_ext.inference import FS, batch_tensor, find_model_file, load_model, question, reads_transcript
 from espnet_ext.palign.prompts import teacher_prompt
 
 MAX_SECONDS = 30.0
@@ -94,18 +94,24 @@ class DemoBackend:
         with torch.no_grad():
             tokens = self.model.encode(speech, lengths)  # once, for every question below
         reply_q = {"reply": question(self.model, self.train_args, "response", prompt)}
-        reply = self.model.answer_tokens([(*tokens, reply_q)], self.max_new_tokens)["reply"][0]
+        emotion_q = {"emotion": question(self.model, self.train_args, "emotion", None)}  # as stage 7 asks
+        transcript, texts = None, None
+        if reads_transcript(self.model, {**reply_q, **emotion_q}):  # a model that is given the words too
+            if self.asr is None:
+                raise DemoInputError(f"This model reads the transcript beside the speech, and {self.asr_error}.")
+            transcript = self.asr.transcribe(x)
+            texts = [transcript or "..."]
+        reply = self.model.answer_tokens([(*tokens, reply_q)], self.max_new_tokens, texts=texts)["reply"][0]
         first = time.time() - start
         yield DemoResult(reply, "", "", "", first, first, done=False)
-        transcript, text_users = "", {}
+        text_users = {}
         if self.asr is not None:
-            transcript = self.asr.transcribe(x)
+            transcript = self.asr.transcribe(x) if transcript is None else transcript
             text_users = {"text": [teacher_prompt(self.prompt_conf, "response_neutral", transcript or "...", "")]}
-        emotion_q = {"emotion": question(self.model, self.train_args, "emotion", None)}  # as stage 7 asks
         # One batched generate (on 2 CPU cores about what two single ones cost: ~2.5 s per 24-token row).
-        out = self.model.answer_tokens([(*tokens, emotion_q)], self.max_new_tokens, text_users)
+        out = self.model.answer_tokens([(*tokens, emotion_q)], self.max_new_tokens, text_users, texts=texts)
         text_reply = out["text"][0] if "text" in out else self.asr_error
-        yield DemoResult(reply, out["emotion"][0], transcript, text_reply, first, time.time() - start, done=True)
+        yield DemoResult(reply, out["emotion"][0], transcript or "", text_reply, first, time.time() - start, done=True)
 
     def answer(self, x: np.ndarray, prompt: Optional[str] = None) -> DemoResult:
         """Everything the page shows for one recording (the last result of ``stream``)."""

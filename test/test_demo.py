@@ -142,3 +142,23 @@ def test_demo_refuses_silent_and_long_recordings_with_a_message(tmp_path):
         read_recording(str(tmp_path / "long.wav"))
     with pytest.raises(DemoInputError, match="No recording"):
         read_recording(None)
+
+
+def test_demo_gives_a_model_that_reads_the_transcript_whispers_words(demo_model, small_corpus):
+    """A model trained with {text} in its student turn (student_prompts) hears the speech and is given the
+    offline Whisper transcript: the page's reply is what the model answers with those words written in."""
+    from espnet_ext.datadir import read_kv
+    from espnet_ext.demo import DemoBackend, DemoInputError, read_recording
+    from espnet_ext.inference import batch_tensor
+
+    backend = DemoBackend(demo_model, max_new_tokens=4)
+    assert backend.asr is not None, backend.asr_error
+    backend.model.student_prompts["response"] = "<speech> {text}"  # what training with that turn stores
+    x = read_recording(next(iter(read_kv(small_corpus / "test" / "wav.scp").values())))
+    result = backend.answer(x)
+    speech, lengths = batch_tensor([x], "cpu")
+    words = result.transcript or "..."
+    assert result.reply == backend.model.generate(speech, lengths, user=f"<speech> {words}", max_new_tokens=4)[0]
+    backend.asr, backend.asr_error = None, "no offline Whisper model"
+    with pytest.raises(DemoInputError, match="reads the transcript beside the speech, and no offline Whisper"):
+        backend.answer(x)

@@ -131,9 +131,10 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
 
     # Ablations on top of the run: two variants, one seed, each trained/decoded/scored in its own dir, then
     # the section in RESULTS.md; the main tables do not pick up the variants' systems.
-    proc = run(["local/run_ablations.sh", "--llm", "tiny", "--variants", "paper no_aux", "--seeds", "1"], cwd=recipe)
+    proc = run(["local/run_ablations.sh", "--llm", "tiny", "--variants", "paper no_aux transcript", "--seeds", "1"],
+               cwd=recipe)
     abl = recipe / "exp" / "ablations"
-    for v in ("paper", "no_aux"):
+    for v in ("paper", "no_aux", "transcript"):
         assert (abl / f"{v}_seed0" / ".done").exists() and int((abl / f"{v}_seed0" / "wall_seconds").read_text()) > 0
         assert (abl / f"{v}_seed0" / f"palign_{v}" / "decode" / "test" / "scores.json").exists()
     assert yaml.safe_load((abl / "conf" / "no_aux.yaml").read_text())["aux_conf"]["weight"] == 0
@@ -144,6 +145,12 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
     rows = [line for line in results.splitlines() if line.startswith(("| paper |", "| no_aux |"))]
     assert len(rows) == 4, rows  # two variants x two test sets
     assert "| no_aux | `{aux_conf: {weight: 0}}` | 0 | 6 |" in results
+    # transcript: the words in the student turn; training read the text file, decoding each set's own text
+    trained = yaml.safe_load((abl / "transcript_seed0" / "palign_transcript" / "config.yaml").read_text())
+    assert trained["prompt_conf"]["student"]["response"] == "<speech> {text}"
+    decoded = abl / "transcript_seed0" / "palign_transcript" / "decode" / "test"
+    assert datadir.read_kv(decoded / "text").keys() == datadir.read_kv(recipe / "dump" / "raw" / "test" / "text").keys()
+    assert "the prompt reads the transcript: from" in (decoded / "logdir" / "decode.1.log").read_text()
     again = run(["local/run_ablations.sh", "--llm", "tiny", "--variants", "paper main paper_semantic", "--seeds", "1"],
                 cwd=recipe)
     assert "paper_seed0: done before; skipped" in again.stdout + again.stderr

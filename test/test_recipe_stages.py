@@ -131,20 +131,23 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
 
     # Ablations on top of the run: two variants, one seed, each trained/decoded/scored in its own dir, then
     # the section in RESULTS.md; the main tables do not pick up the variants' systems.
-    proc = run(["local/run_ablations.sh", "--llm", "tiny", "--variants", "paper no_aux transcript", "--seeds", "1"],
-               cwd=recipe)
+    proc = run(["local/run_ablations.sh", "--llm", "tiny", "--variants", "paper transcript", "--seeds", "1"], cwd=recipe)
     abl = recipe / "exp" / "ablations"
-    for v in ("paper", "no_aux", "transcript"):
+    for v in ("paper", "transcript"):
         assert (abl / f"{v}_seed0" / ".done").exists() and int((abl / f"{v}_seed0" / "wall_seconds").read_text()) > 0
         assert (abl / f"{v}_seed0" / f"palign_{v}" / "decode" / "test" / "scores.json").exists()
-    assert yaml.safe_load((abl / "conf" / "no_aux.yaml").read_text())["aux_conf"]["weight"] == 0
+    assert yaml.safe_load((abl / "conf" / "transcript.yaml").read_text())["student_prompts"]["response"] == "<speech> {text}"
     paper = yaml.safe_load((abl / "conf" / "paper.yaml").read_text())  # the reply task alone, no emotion ratio
     assert paper["tasks"] == ["response"] and paper["task_conf"] is None
     results = (recipe / "RESULTS.md").read_text()
     assert "## Ablations" in results and "ParaAlign (main)" not in results and "| Emo WA, file alone |" in results
-    rows = [line for line in results.splitlines() if line.startswith(("| paper |", "| no_aux |"))]
+    rows = [line for line in results.splitlines() if line.startswith(("| paper |", "| transcript |"))]
     assert len(rows) == 4, rows  # two variants x two test sets
-    assert "| no_aux | `{aux_conf: {weight: 0}}` | 0 | 6 |" in results
+    assert ("| paper | `{aux_conf: {weight: 0}, frontend_conf: {pitch_features: []}, speaker_norm: false, "
+            "speaker_norm_dropout: 0, task_conf: null, tasks: [response]}` | 0 | 6 |") in results
+    # a change with a line break in it stays on its table row
+    assert ("| transcript | `{student_prompts: {emotion: '<speech> {text}\\nWhat emotion do you hear in my voice? "
+            "Answer with one word.', response: '<speech> {text}'}}` | 0 | 6 |") in results
     # transcript: the words in the student turn; training read the text file, decoding each set's own text
     trained = yaml.safe_load((abl / "transcript_seed0" / "palign_transcript" / "config.yaml").read_text())
     assert trained["prompt_conf"]["student"]["response"] == "<speech> {text}"

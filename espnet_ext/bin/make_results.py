@@ -130,6 +130,15 @@ def config_drift(abl_dir: Path, changes: Dict[str, dict], main_config: Optional[
                    f"{', '.join(f'`{v}`' for v in vs)}." for diff, vs in groups.items())
 
 
+def escape_newlines(value):
+    """Strings of a config with their line breaks written as \\n, so that it prints on one table row."""
+    if isinstance(value, dict):
+        return {k: escape_newlines(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [escape_newlines(v) for v in value]
+    return value.replace("\n", "\\n") if isinstance(value, str) else value
+
+
 def ablation_section(abl_dir: Path, test_sets: List[str], main_config: Optional[Path] = None) -> List[str]:
     """The "Ablations" section: every variant of local/run_ablations.sh with every metric per test set."""
     runs = ablation_runs(abl_dir, test_sets)
@@ -154,7 +163,8 @@ def ablation_section(abl_dir: Path, test_sets: List[str], main_config: Optional[
                   "|---" * (5 + len(ABLATION_COLUMNS)) + "|"]
         for v in order:
             rs = sorted(runs[v], key=lambda r: r["seed"])
-            change = yaml.safe_dump(changes.get(v) or {}, default_flow_style=True, width=10 ** 6).strip()
+            change = yaml.safe_dump(escape_newlines(changes.get(v) or {}), default_flow_style=True,
+                                    width=10 ** 6).strip()
             change = "(none)" if change == "{}" else change.replace("|", "\\|")
             walls = [r["wall"] for r in rs if r["wall"] is not None]
             steps = {r["steps"] for r in rs}

@@ -10,6 +10,7 @@ import torch
 from tqdm import tqdm
 
 from espnet_ext.datadir import read_kv
+from espnet_ext.palign.prompts import reads_text
 
 FS = 16000
 
@@ -94,8 +95,6 @@ Questions = Dict[str, Tuple[str, Optional[str]]]
 
 def reads_transcript(model, questions: Questions) -> bool:
     """Does any of these questions give the LLM the transcript beside the speech ({text} in its turn)?"""
-    from espnet_ext.palign.prompts import reads_text
-
     return any(reads_text(user if user is not None else model.student_prompts.get(task, ""))
                for task, user in questions.values())
 
@@ -124,8 +123,9 @@ def decode_dir(model, train_args, data_dir: Path, outputs: Questions, batch_size
     wav_scp = read_kv(data_dir / "wav.scp")
     texts = None
     if reads_transcript(model, {**outputs, **alone_outputs}):
-        texts = read_transcripts(transcripts or data_dir / "text", list(wav_scp))
-        logging.info(f"the prompt reads the transcript: from {transcripts or data_dir / 'text'}")
+        transcripts = transcripts or data_dir / "text"
+        texts = read_transcripts(transcripts, list(wav_scp))
+        logging.info(f"the prompt reads the transcript: from {transcripts}")
     read = SpeechReader(data_dir, train_args)
     spk_mean = read_kv(spk_mean_scp) if spk_mean_scp is not None else None
     if spk_mean is not None and set(wav_scp) - set(spk_mean):

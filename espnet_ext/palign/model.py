@@ -413,8 +413,8 @@ class ParaAlignModel(AbsESPnetModel):
     # -- inference -------------------------------------------------------------------------------------
     def prompt_ids(self, task: str = "response", user: Optional[str] = None,
                    texts: Optional[Sequence[str]] = None) -> Tuple[List[int], List[List[int]]]:
-        """Prefix ids before the speech and, per row, suffix ids after it: ``user`` (with <speech>) or the
-        task's student prompt; a turn with ``{text}`` takes each row's transcript from ``texts``."""
+        """Prefix ids before the speech and the suffix ids after it: ``user`` (with <speech>) or the task's
+        student prompt. One suffix shared by every row, or, for a turn with ``{text}``, one per row of ``texts``."""
         template = user if user is not None else self.student_prompts.get(task, "")
         if reads_text(template):
             if texts is None:
@@ -427,7 +427,7 @@ class ParaAlignModel(AbsESPnetModel):
             prefix, suffix = p.prefix, p.suffix
         else:
             prefix, suffix = getattr(self, f"prefix_{task}").tolist(), getattr(self, f"suffix_{task}").tolist()
-        return prefix, [suffix] * (len(texts) if texts is not None else 1)
+        return prefix, [suffix]
 
     @torch.no_grad()
     def answer(self, speech: torch.Tensor, speech_lengths: torch.Tensor, questions: Dict[str, Tuple[str, Optional[str]]],
@@ -462,9 +462,8 @@ class ParaAlignModel(AbsESPnetModel):
                 if any(r[0] == name for r in rows):
                     raise ValueError(f"question '{name}' is asked twice")
                 prefix, suffixes = self.prompt_ids(task, user, texts)
-                if len(suffixes) == 1:
-                    suffixes = suffixes * emb.shape[0]
-                rows += [(name, prefix, torch.cat([emb[i, : emb_lengths[i]].to(dtype), self.llm.embed_ids(suffixes[i])]))
+                suf = [self.llm.embed_ids(s) for s in suffixes]  # one shared, or one per row
+                rows += [(name, prefix, torch.cat([emb[i, : emb_lengths[i]].to(dtype), suf[i if len(suf) > 1 else 0]]))
                          for i in range(emb.shape[0])]
         chat = self.llm.chat
         for name, users in (text_users or {}).items():

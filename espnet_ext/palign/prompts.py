@@ -39,18 +39,19 @@ def teacher_prompt(conf: dict, task: str, text: str, label: str = "", where: str
                        f"(has: {sorted(fields)}); stage 4 measures pitch/pace/loudness for style prompts") from None
 
 
+def reads_text(template: str) -> bool:
+    """Does this student turn give the LLM the transcript ({text}) beside the speech tokens?"""
+    return "{text}" in template
+
+
 def student_turn(template: str, text: Optional[str] = None, where: str = "") -> str:
     """A student user turn with ``{text}`` (the transcript, for prompts that give the LLM the words beside the
     speech tokens) filled in; ``text`` is required exactly when the template has the placeholder."""
-    if "{text}" not in template:
+    if not reads_text(template):
         return template
     if text is None or not text.strip():
         raise ValueError(f"{where}the student prompt {template!r} needs a transcript ({{text}}), none was given")
     return template.replace("{text}", " ".join(text.split()))
-
-
-def reads_text(template: str) -> bool:
-    return "{text}" in template
 
 
 def student_prompts(prompt_conf: dict, tasks, overrides: Optional[Dict[str, str]] = None) -> Dict[str, str]:

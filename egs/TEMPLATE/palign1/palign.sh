@@ -200,13 +200,14 @@ fi
 # target carries the emotion (copied targets such as asr, having no teacher prompt, stay as they are).
 set_data_opts() {  # called when stage 4's files exist; $1=encoder_only: no LLM targets (pre-training)
     _data_opts=()
-    local _tasks _loss _suffix=${palign_target#response} _phase _dset _t _file _aux _ctc
+    local _tasks _loss _suffix=${palign_target#response} _phase _dset _t _file _aux _ctc _transcript=false
     _tasks=$(conf_get "${palign_config}" tasks); _tasks=${_tasks:-response}
     [ "${1:-}" = encoder_only ] && _tasks=""
     _loss=$(conf_get "${palign_config}" loss)
     _aux=$(conf_get "${palign_config}" aux_conf.weight)
     [ "${palign_target}" = response ] || _aux=0  # the semantic-only baseline has no emotion classifier
     _ctc=$(conf_get "${palign_config}" ctc_conf.weight)
+    if nonzero "${_ctc}" || student_reads_text; then _transcript=true; fi  # CTC's target, or words in the prompt
     for _phase in train valid; do
         if [ "${_phase}" = train ]; then _dset=${train_set}; else _dset=${valid_set}; fi
         _data_opts+=(--${_phase}_data_path_and_name_and_type "${data_feats}/${_dset}/wav.scp,speech,sound")
@@ -216,7 +217,7 @@ set_data_opts() {  # called when stage 4's files exist; $1=encoder_only: no LLM 
         if nonzero "${_aux}"; then
             _data_opts+=(--${_phase}_data_path_and_name_and_type "${data_feats}/${_dset}/utt2emo,emotion_label,text")
         fi
-        if nonzero "${_ctc}" || student_reads_text; then
+        if "${_transcript}"; then
             _data_opts+=(--${_phase}_data_path_and_name_and_type "${data_feats}/${_dset}/text,transcript,text")
         fi
         for _t in ${_tasks}; do
@@ -235,11 +236,11 @@ set_data_opts() {  # called when stage 4's files exist; $1=encoder_only: no LLM 
 }
 # Does a student prompt of the training config give the LLM the transcript ({text}) beside the speech?
 student_reads_text() { ${python} -c "
-import os, sys, yaml
+import sys, yaml
+from espnet_ext.palign.prompts import load_prompt_conf, reads_text, student_prompts
 c = yaml.safe_load(open(sys.argv[1])) or {}
-p = c.get('prompt_conf'); p = yaml.safe_load(open(os.path.expandvars(p))) if isinstance(p, str) else p or {}
-student = {**(p.get('student') or {}), **(c.get('student_prompts') or {})}
-sys.exit(0 if any('{text}' in str(student.get(t, '')) for t in c.get('tasks') or ['response']) else 1)" "${palign_config}"; }
+turns = student_prompts(load_prompt_conf(c.get('prompt_conf')), c.get('tasks') or ['response'], c.get('student_prompts'))
+sys.exit(0 if any(map(reads_text, turns.values())) else 1)" "${palign_config}"; }
 nonzero() { [ -n "$1" ] && [ "$(${python} -c "print(float('$1') != 0)")" = True ]; }
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then

@@ -17,6 +17,7 @@ NAMES = {  # kind -> the row name in RESULTS.md ({tag}: the training dir's tag)
     "cls": "Cascade: emotion classifier (ESPnet cls) + oracle transcript",
     "cls_asr": "Cascade: emotion classifier (ESPnet cls) + Whisper tiny.en ASR",
     "emotion_only": "Reference: true emotion, no words (teacher replies of that emotion to other sentences)",
+    "reworded": "Reference: transcript + true emotion in other words (the teacher's emotion clause reworded)",
     "topline": "Topline: transcript + true emotion (the teacher)",
 }
 ORDER = list(NAMES)  # the rows' order

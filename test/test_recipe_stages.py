@@ -82,7 +82,7 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
         (semantic / "pretrain" / "config.yaml").read_text())["train_data_path_and_name_and_type"]}
     calibration = json.loads((recipe / "exp" / "judge" / "calibration.json").read_text())
     systems = {"ParaAlign": exp / "decode", "semantic": semantic / "decode"}
-    for name in ("topline", "text_oracle", "text_asr", "cls", "cls_asr"):
+    for name in ("topline", "text_oracle", "text_asr", "reworded", "cls", "cls_asr"):
         systems[name] = recipe / "exp" / "baselines" / name
     for name, root in systems.items():
         for split in ("test", "test_unseen"):
@@ -114,7 +114,12 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
     assert datadir.read_kv(decoded / "emotion_alone").keys() == datadir.read_kv(decoded / "emotion").keys()
     assert 0 <= main["emotion_alone_WA"] <= 1 and not list((decoded / "logdir").glob("decode_alone.*"))
     kinds = {"ParaAlign": "paraalign", "semantic": "semantic", "topline": "topline", "text_oracle": "text_oracle",
-             "text_asr": "text_asr", "cls": "cls", "cls_asr": "cls_asr"}
+             "text_asr": "text_asr", "reworded": "reworded", "cls": "cls", "cls_asr": "cls_asr"}
+    # The reworded reference: the teacher's prompts with the emotion clause in palign.sh's other words
+    for view, clause in ((systems["reworded"] / "test" / "view", "(The user feels "),
+                         (systems["topline"] / "test" / "view", "(The user sounds ")):
+        prompts = datadir.read_kv(view / "response_prompt").values()
+        assert prompts and all(p.startswith(clause) for p in prompts), view
     for name, root in systems.items():  # every system declares itself; stage 12 reads these
         declared = yaml.safe_load((root / "test" / "system.yaml").read_text())
         assert declared["kind"] == kinds[name] and declared["teacher"]["llm_fingerprint"] == meta["llm_fingerprint"]
@@ -125,6 +130,7 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
     assert "| Topline: transcript + true emotion (the teacher) |" in results and "Pre-train steps" in results
     assert "| Cascade: emotion classifier (ESPnet cls) + Whisper tiny.en ASR |" in results
     assert "| Reference: true emotion, no words (teacher replies of that emotion to other sentences) |" in results
+    assert "| Reference: transcript + true emotion in other words (the teacher's emotion clause reworded) |" in results
     assert "## test_unseen" in results and "images/train_curves.png" in results and "| total |" in results
     assert ("Failed calibration" in results) != calibration["passed"]
     assert (recipe / "images" / "confusion_test.png").exists()

@@ -116,6 +116,22 @@ def test_text_system_reuses_the_teachers_replies(small_corpus, tmp_path):
                           "--cache", str(tmp_path / "cache2"), "--with_emotion", "true"])
 
 
+def test_reworded_reference_writes_the_emotion_in_other_words(tmp_path):
+    """The reworded reference (stage 9): the teacher's prompts with each label's clause in the given words;
+    a wording without {emotion}, or without the emotion written at all, is refused."""
+    from espnet_ext.bin import text_system
+    conf = text_system.reworded(load_prompt_conf(PROMPTS), "The user feels {emotion}")
+    assert teacher_prompt(conf, "response", "I lost my keys.", "sad") == "(The user feels sad.) I lost my keys."
+    assert teacher_prompt(conf, "response", "Hi.", "whisper") == "(The user feels whispering.) Hi."
+    assert teacher_prompt(conf, "response", "Hi.", "hap") == "(The user feels happy.) Hi."
+    config = tmp_path / "teacher.yaml"
+    config.write_text(yaml.safe_dump({"llm_conf": {"name_or_path": str(tmp_path / "no-llm")}, "prompt_conf": str(PROMPTS)}))
+    for with_emotion, words in (("true", "The user feels"), ("false", "The user feels {emotion}")):
+        with pytest.raises(SystemExit, match="--description needs --with_emotion true and an {emotion}"):
+            text_system.main(["--ref_dir", str(tmp_path), "--out_dir", str(tmp_path / "o"), "--config", str(config),
+                              "--cache", str(tmp_path / "c"), "--with_emotion", with_emotion, "--description", words])
+
+
 def test_system_prompt_diagnostic_prints_each_candidate(tiny_llm, small_corpus, tmp_path, capsys):
     """bench/teacher_prompts.py (how the recipe's system prompt was chosen) runs end to end with a tiny LLM."""
     import importlib.util

@@ -1,5 +1,7 @@
 """Text-only systems for the baselines: the frozen LLM answers a transcript (oracle or ASR), with an emotion
-label (true or predicted by a classifier) written into the prompt or none.
+label (true or predicted by a classifier) written into the prompt or none. ``--description`` rewords how the
+label is written ("The user feels sad." for the teacher's "The user sounds sad."): a reference for the pair
+metric, which compares replies with the teacher's own.
 
 Writes <out_dir>/text (replies) and <out_dir>/emotion (answers to "What emotion do you hear?"), the same
 files a speech system's decode writes, so stage 8 scores both alike. Prompts are the teacher templates of
@@ -12,7 +14,16 @@ from pathlib import Path
 
 from espnet_ext import cli, teacher
 from espnet_ext.datadir import read_kv, write_kv
-from espnet_ext.palign.prompts import load_prompt_conf
+from espnet_ext.palign.prompts import label_words, load_prompt_conf
+
+
+def reworded(conf: dict, description: str) -> dict:
+    """The prompt config with every label's description replaced by ``description`` filled with its word."""
+    labels = {}
+    for label in conf.get("labels") or {}:
+        word = label_words(conf, label)[0]
+        labels[label] = {"word": word, "description": description.format(emotion=word)}
+    return {**conf, "labels": labels}
 
 
 def main(argv=None) -> int:
@@ -28,10 +39,18 @@ def main(argv=None) -> int:
     p.add_argument("--labels", type=Path, default=None, help="utt2emo replacing the true labels (predictions)")
     p.add_argument("--with_emotion", type=cli.str2bool, required=True,
                    help="write the (true or --labels) emotion into the prompt")
+    p.add_argument("--description", default=None,
+                   help="with --with_emotion: write the emotion in these words instead of the prompt config's "
+                        "descriptions; {emotion} is the label's word (e.g. 'The user feels {emotion}')")
     p.add_argument("--device", default="cpu")
     args = cli.parse(p, argv)
     cfg = cli.llm_conf(args)
     conf = load_prompt_conf(cfg["prompt_conf"])
+    if args.description is not None:
+        if not args.with_emotion or "{emotion}" not in args.description:
+            raise SystemExit(f"text_system: --description needs --with_emotion true and an {{emotion}} "
+                             f"placeholder, got '{args.description}'")
+        conf = reworded(conf, args.description)
 
     view = args.out_dir / "view"  # the test set as this system sees it
     view.mkdir(parents=True, exist_ok=True)

@@ -58,7 +58,8 @@ inference_transcripts="" # for a model whose prompt reads the transcript: DIR wi
 judge_config=""        # YAML: llm_conf, judge_prompt, prompt_conf (empty: no LLM-as-judge score)
 bertscore_model=roberta-large  # BERTScore model, used if on this machine (else all-MiniLM-L6-v2 cosine)
 probe_max_utts=600     # training utterances used to fit the linear probe
-baselines="topline text_oracle text_asr emotion_only semantic cls"  # systems of stages 9-11
+baselines="topline text_oracle text_asr emotion_only reworded semantic cls"  # systems of stages 9-11
+reworded_description="The user feels {emotion}"  # the reworded reference's emotion clause (teacher's: prompt config)
 cls_config=""          # ESPnet cls config of the emotion classifier (stage 11)
 
 help_message=$(cat << EOF
@@ -77,8 +78,8 @@ Options (defaults after the names):
   --inference_config FILE  --inference_args "..."  --inference_model FILE  --inference_tag NAME
   --inference_transcripts DIR
   --judge_config FILE  --bertscore_model ${bertscore_model}  --probe_max_utts ${probe_max_utts}
-  --baselines "${baselines}"  --cls_config FILE
-Stages 8-12: 8 scoring . 9 text baselines (topline, text_oracle, text_asr, emotion_only) . 10 semantic-only alignment
+  --baselines "${baselines}"  --reworded_description "${reworded_description}"  --cls_config FILE
+Stages 8-12: 8 scoring . 9 text baselines (topline, text_oracle, text_asr, emotion_only, reworded) . 10 semantic-only alignment
         . 11 cascade with an ESPnet emotion classifier . 12 RESULTS.md
 EOF
 )
@@ -407,7 +408,7 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then score_model 8; fi
 _bdir=${expdir}/baselines
 if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
     _stage=9; require teacher_config
-    log "Stage 9: text baselines ($(echo "${baselines}" | tr ' ' '\n' | grep -E '^(topline|text_oracle|text_asr|emotion_only)$' | xargs)) -> ${_bdir}"
+    log "Stage 9: text baselines ($(echo "${baselines}" | tr ' ' '\n' | grep -E '^(topline|text_oracle|text_asr|emotion_only|reworded)$' | xargs)) -> ${_bdir}"
     mkdir -p "${_bdir}/cache"
     # Replies to the same prompts were written in stage 4: start the cache from them.
     [ -s "${_bdir}/cache/replies.1.jsonl" ] || cat "${teacher_dir}"/replies.*.jsonl > "${_bdir}/cache/replies.1.jsonl"
@@ -420,6 +421,8 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
                         --train_replies "${teacher_dir}/${train_set}/response" --out_dir "${_bdir}/${sys}/${dset}"
                     score_system "${_bdir}/${sys}/${dset}" "${dset}" "${sys}"; continue ;;
                 topline) _opts+=(--with_emotion true) ;;
+                reworded) _opts+=(--with_emotion true --description "${reworded_description}") ;;  # the pair
+                    # metric's ceiling for a system that hears words and emotion right but is not the teacher
                 text_oracle) _opts+=(--with_emotion false) ;;
                 text_asr)
                     ${python} -m espnet_ext.bin.asr_transcribe --data_dir "${data_feats}/${dset}" \

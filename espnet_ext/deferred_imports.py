@@ -2,8 +2,8 @@
 
 ``espnet2.text.phoneme_tokenizer`` imports g2p_en at module level: g2p_en imports nltk and inflect and calls
 ``nltk.download`` whenever its data is missing, in every process (offline it fails after an error message;
-behind a firewall that drops packets it waits for the connection to time out). ``espnet2.text.cleaner`` imports tacotron_cleaner, which
-builds an inflect engine. Together that is 5-8 s of each ``python -m espnet_ext.bin.*`` start on 2 cores.
+behind a firewall that drops packets it waits for the connection to time out). ``espnet2.text.cleaner``
+imports tacotron_cleaner, which builds an inflect engine. Together that is 5-8 s of each ``python -m espnet_ext.bin.*`` start on 2 cores.
 ParaAlign's text goes through the LLM's tokenizer, so neither is needed; code that does use them still gets
 them: the stand-in imports the real module the first time one of its names is read.
 """

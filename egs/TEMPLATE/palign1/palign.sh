@@ -421,8 +421,8 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
                         --train_replies "${teacher_dir}/${train_set}/response" --out_dir "${_bdir}/${sys}/${dset}"
                     score_system "${_bdir}/${sys}/${dset}" "${dset}" "${sys}"; continue ;;
                 topline) _opts+=(--with_emotion true) ;;
-                reworded) _opts+=(--with_emotion true --description "${reworded_description}") ;;  # the pair
-                    # metric's ceiling for a system that hears words and emotion right but is not the teacher
+                # the pair metric's ceiling for a system that hears words and emotion right but is not the teacher
+                reworded) _opts+=(--with_emotion true --description "${reworded_description}") ;;
                 text_oracle) _opts+=(--with_emotion false) ;;
                 text_asr)
                     ${python} -m espnet_ext.bin.asr_transcribe --data_dir "${data_feats}/${dset}" \

@@ -125,7 +125,7 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
         assert declared["kind"] == kinds[name] and declared["teacher"]["llm_fingerprint"] == meta["llm_fingerprint"]
     declared = yaml.safe_load((systems["semantic"] / "test" / "system.yaml").read_text())
     assert declared["training_target"] == "exp/teacher_tiny/train/response_neutral" and declared["train_steps"] == 6
-    results = (recipe / "RESULTS.md").read_text()
+    results = (recipe / "exp" / "smoke" / "RESULTS.md").read_text()
     assert "| ParaAlign (train_tiny) | 6 | 2 |" in results and "| Semantic-only alignment (train_tiny) | 6 | 2 |" in results
     assert "| Topline: transcript + true emotion (the teacher) |" in results and "Pre-train steps" in results
     assert "| Cascade: emotion classifier (ESPnet cls) + Whisper tiny.en ASR |" in results
@@ -133,7 +133,8 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
     assert "| Reference: transcript + true emotion in other words (the teacher's emotion clause reworded) |" in results
     assert "## test_unseen" in results and "images/train_curves.png" in results and "| total |" in results
     assert ("Failed calibration" in results) != calibration["passed"]
-    assert (recipe / "images" / "confusion_test.png").exists()
+    assert (recipe / "exp" / "smoke" / "images" / "confusion_test.png").exists()
+    assert not (recipe / "RESULTS.md").exists() and not (recipe / "images").exists()  # smoke: never the committed report
 
     # Ablations on top of the run: two variants, one seed, each trained/decoded/scored in its own dir, then
     # the section in RESULTS.md; the main tables do not pick up the variants' systems.
@@ -145,7 +146,7 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
     assert yaml.safe_load((abl / "conf" / "transcript.yaml").read_text())["student_prompts"]["response"] == "<speech> {text}"
     paper = yaml.safe_load((abl / "conf" / "paper.yaml").read_text())  # the reply task alone, no emotion ratio
     assert paper["tasks"] == ["response"] and paper["task_conf"] is None
-    results = (recipe / "RESULTS.md").read_text()
+    results = (recipe / "exp" / "smoke" / "RESULTS.md").read_text()
     assert "## Ablations" in results and "ParaAlign (main)" not in results and "| Emo WA, file alone |" in results
     rows = [line for line in results.splitlines() if line.startswith(("| paper |", "| transcript |"))]
     assert len(rows) == 4, rows  # two variants x two test sets
@@ -168,7 +169,7 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
     assert not (abl / "main_seed0" / "palign_main" / "train.log").exists()
     for split in ("test", "test_unseen"):
         assert (reused / split / "scores.json").read_text() == (exp / "decode" / split / "scores.json").read_text()
-    results = (recipe / "RESULTS.md").read_text().splitlines()
+    results = (recipe / "exp" / "smoke" / "RESULTS.md").read_text().splitlines()
     assert len([line for line in results if line.startswith(("| main |", "| paper_semantic |"))]) == 4
     # paper_semantic: the paper's setup aligned to the replies to the bare transcript (palign.sh's target)
     semantic = abl / "paper_semantic_seed0" / "palign_paper_semantic_response_neutral"

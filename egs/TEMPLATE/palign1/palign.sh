@@ -61,6 +61,7 @@ probe_max_utts=600     # training utterances used to fit the linear probe
 baselines="topline text_oracle text_asr emotion_only reworded semantic cls"  # systems of stages 9-11
 reworded_description="The user feels {emotion}"  # the reworded reference's emotion clause (teacher's: prompt config)
 cls_config=""          # ESPnet cls config of the emotion classifier (stage 11)
+results_md=RESULTS.md  # stage 12's report (plots in images/ beside it); a smoke run writes its own elsewhere
 
 help_message=$(cat << EOF
 Usage: $0 --train_set <name> --valid_set <name> --test_sets "<name> ..." [options]
@@ -79,6 +80,7 @@ Options (defaults after the names):
   --inference_transcripts DIR
   --judge_config FILE  --bertscore_model ${bertscore_model}  --probe_max_utts ${probe_max_utts}
   --baselines "${baselines}"  --reworded_description "${reworded_description}"  --cls_config FILE
+  --results_md ${results_md}
 Stages 8-12: 8 scoring . 9 text baselines (topline, text_oracle, text_asr, emotion_only, reworded) . 10 semantic-only alignment
         . 11 cascade with an ESPnet emotion classifier . 12 RESULTS.md
 EOF
@@ -482,12 +484,18 @@ if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ] && [[ " ${baselines} " == *" 
 fi
 
 if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
-    log "Stage 12: RESULTS.md"
+    log "Stage 12: ${results_md}"
+    mkdir -p "$(dirname "${results_md}")"
     # shellcheck disable=SC2086
-    ${python} -m espnet_ext.bin.make_results --expdir "${expdir}" --test_sets ${test_sets} --output RESULTS.md \
+    ${python} -m espnet_ext.bin.make_results --expdir "${expdir}" --test_sets ${test_sets} --output "${results_md}" \
         --configs "${palign_config}" "${teacher_config}" ${inference_config:+"${inference_config}"} \
         ${cls_config:+"${cls_config}"} ${judge_config:+--judge_config "${judge_config}"} \
         --ablations_dir "${expdir}/ablations"  # a recipe's local/run_ablations.sh writes there
+    # The recipe README's headline block follows the committed report (never a smoke report).
+    if [ "${results_md}" = RESULTS.md ] && grep -q '<!-- results:begin -->' README.md 2>/dev/null; then
+        # shellcheck disable=SC2086
+        ${python} -m espnet_ext.bin.sync_readme --results RESULTS.md --readmes README.md --test_sets ${test_sets}
+    fi
 fi
 
 log "Finished stages ${stage}-${stop_stage}."

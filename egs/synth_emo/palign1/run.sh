@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # ParaAlign on the embedded synthetic corpus (espeak-ng voices in 4 emotions); runs anywhere, offline.
 #   ./run.sh                       SmolLM2-135M-Instruct as the frozen LLM (2 CPU cores: about 40 minutes)
-#   ./run.sh --llm tiny            a tiny random Llama: a smoke test of every stage in a few minutes
+#   ./run.sh --llm tiny            a tiny random Llama: a smoke test of every stage in a few minutes; its
+#                                  report is exp/smoke/RESULTS.md (the committed RESULTS.md stays as it is)
 # Other options go to palign.sh (./palign.sh --help), e.g. --stage 4 --stop_stage 6.
 set -euo pipefail
 
 llm=smollm2
 stop_stage=100
 cls=mel_conformer
+results_md=RESULTS.md
 args=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        --llm) llm=$2; [ "${llm}" = tiny ] && cls=tiny; shift 2 ;;
+        --llm) llm=$2; [ "${llm}" = tiny ] && cls=tiny && results_md=exp/smoke/RESULTS.md; shift 2 ;;
         --stop_stage) stop_stage=$2; args+=("$1" "$2"); shift 2 ;;
         *) args+=("$1"); shift ;;
     esac
@@ -34,4 +36,5 @@ fi
     --inference_config conf/decode.yaml \
     --judge_config "conf/judge_${llm}.yaml" \
     --cls_config "conf/cls_${cls}.yaml" \
+    --results_md "${results_md}" \
     "${args[@]}"

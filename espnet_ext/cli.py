@@ -3,14 +3,41 @@ YAML whose keys set the defaults of the options, as in ``espnet2/bin``), ``--log
 given as ``true``/``false`` (ESPnet's ``str2bool``)."""
 import argparse
 import logging
+from pathlib import Path
 from typing import List, Optional
 
-from espnet2.utils.config_argparse import ArgumentParser
+from espnet2.utils import config_argparse
 from espnet2.utils.types import str2bool
+
+from espnet_ext import yaml_file
 
 LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
 
-__all__ = ["add_llm_options", "get_parser", "llm_conf", "parse", "str2bool"]
+__all__ = ["ArgumentParser", "add_llm_options", "get_parser", "llm_conf", "parse", "positive_int", "str2bool"]
+
+
+class ArgumentParser(config_argparse.ArgumentParser):
+    """ESPnet's parser, whose ``--config`` that is not plain YAML is a usage error naming the file and line."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        config = argparse.ArgumentParser.parse_known_args(self, args, namespace)[0].config
+        if config is not None and Path(config).is_file():
+            try:
+                yaml_file.load(config)
+            except SystemExit as e:
+                self.error(f"--config {e}")
+        return super().parse_known_args(args, namespace)
+
+
+def positive_int(value: str) -> int:
+    """An argparse type: a whole number of at least 1 (a batch size, a token budget)."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n}: must be at least 1")
+    return n
 
 
 def get_parser(doc: Optional[str], **kwargs) -> ArgumentParser:
@@ -29,9 +56,9 @@ def add_llm_options(p: argparse.ArgumentParser, generation: bool = True) -> None
     p.add_argument("--llm_conf", action=NestedDictAction, default={},
                    help="the frozen LLM: name_or_path (HF id or local folder), dtype, attn_implementation")
     p.add_argument("--prompt_conf", default=None, help="prompt YAML (teacher and student turns, label words)")
-    p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--batch_size", type=positive_int, default=16)
     if generation:
-        p.add_argument("--max_new_tokens", type=int, default=64)
+        p.add_argument("--max_new_tokens", type=positive_int, default=64)
         from espnet_ext.text_generation import BACKENDS
 
         p.add_argument("--backend", choices=BACKENDS, default="hf",
@@ -46,6 +73,11 @@ def llm_conf(args: argparse.Namespace) -> dict:
         raise SystemExit("--llm_conf name_or_path=... is required (or a teacher/judge YAML given as --config)")
     if not args.prompt_conf:
         raise SystemExit("--prompt_conf is required (or a teacher/judge YAML given as --config)")
+    for opt in ("batch_size", "max_new_tokens"):  # a --config YAML sets these without argparse's type check
+        value = getattr(args, opt, None)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise SystemExit(f"--{opt} {value!r} (from {args.config or 'the command line'}): must be a whole number "
+                             f"of at least 1")
     return {"llm_conf": dict(args.llm_conf), "prompt_conf": args.prompt_conf, "batch_size": args.batch_size,
             "max_new_tokens": getattr(args, "max_new_tokens", None), "backend": getattr(args, "backend", "hf"),
             "vllm_conf": dict(getattr(args, "vllm_conf", None) or {})}

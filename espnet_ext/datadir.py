@@ -32,6 +32,9 @@ def read_kv(path: Path, allow_empty_value: bool = True) -> "OrderedDict[str, str
     out: "OrderedDict[str, str]" = OrderedDict()
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):  # an editor's invisible mark: part of the first key
+                raise DataDirError(f"{path}:1: starts with a UTF-8 byte-order mark (BOM), invisible but part of "
+                                   f"the first key; remove it (sed -i '1s/^\\xEF\\xBB\\xBF//' {path}) and rerun")
             try:
                 line = raw.decode("utf-8").rstrip("\n")
             except UnicodeDecodeError as e:
@@ -99,6 +102,26 @@ def _check_sorted(path: Path, keys: Sequence[str]) -> None:
                 f"(sort with LC_ALL=C, or run fix_data_dir.sh)")
 
 
+def check_values(data_dir: Path, files: Dict[str, Dict[str, str]]) -> None:
+    """Values with a fixed form: one speaker id per utterance (a second field would make spk2utt wrong), a
+    0-based channel number (-1 would pick the last channel)."""
+    for lineno, (key, value) in enumerate(files.get("utt2spk", {}).items(), 1):
+        if len(value.split()) > 1:
+            raise DataDirError(f"{data_dir / 'utt2spk'}:{lineno}: utterance '{key}' has {len(value.split())} "
+                               f"fields after the id ('{value}'); utt2spk holds one speaker id per utterance")
+    for lineno, (key, value) in enumerate(files.get("utt2channel", {}).items(), 1):
+        if not value.isdigit():
+            raise DataDirError(f"{data_dir / 'utt2channel'}:{lineno}: utterance '{key}': channel '{value}' is not "
+                               f"a 0-based channel number (0, 1, ...)")
+
+
+def read_channels(path: Path) -> Dict[str, int]:
+    """``utt2channel``, each value checked (``check_values``)."""
+    kv = read_kv(path)
+    check_values(Path(path).parent, {"utt2channel": kv})
+    return {k: int(v) for k, v in kv.items()}
+
+
 def check_id(key: str, where: str) -> None:
     """Utterance and speaker ids become file names (dump/raw/<set>/audio/<utt>.wav, speaker means): an id
     with a '/' or a leading '.' could write outside the output folder."""
@@ -115,6 +138,7 @@ def validate(data_dir: Path, required: Iterable[str] = REQUIRED, check_audio: bo
         if not (data_dir / name).exists():
             raise DataDirError(f"{data_dir}: missing required file '{name}'")
     files = {name: read_kv(data_dir / name) for name in per_utt_files(data_dir)}
+    check_values(data_dir, files)
     for name, kv in files.items():
         _check_sorted(data_dir / name, list(kv))
     utts = files["utt2spk"] if "utt2spk" in files else next(iter(files.values()))
@@ -199,6 +223,7 @@ def fix(data_dir: Path) -> Dict[str, int]:
     data_dir = Path(data_dir)
     names = per_utt_files(data_dir)
     files = {name: read_kv(data_dir / name) for name in names}
+    check_values(data_dir, files)  # what sorting cannot mend stops before anything is rewritten
     keep = set.intersection(*(set(kv) for kv in files.values())) if files else set()
     if not keep:
         empty = [n for n, kv in files.items() if not kv]

@@ -18,7 +18,8 @@ import torch
 
 from espnet_ext.audio import frame_db, load_mono
 from espnet_ext.datadir import read_kv
-from espnet_ext.inference import FS, batch_tensor, find_model_file, load_model, question, reads_transcript
+from espnet_ext.inference import (FS, batch_tensor, duration_problem, find_model_file, load_model, min_speech_samples,
+                                  question, reads_transcript)
 from espnet_ext.palign.prompts import teacher_prompt
 
 MAX_SECONDS = 30.0
@@ -40,8 +41,9 @@ class DemoResult:
     done: bool = True     # False: only the reply is in yet
 
 
-def read_recording(path: Optional[str]) -> np.ndarray:
-    """The recording as 16 kHz mono float32, or a DemoInputError that says what is wrong with it."""
+def read_recording(path: Optional[str], min_samples: int = 1) -> np.ndarray:
+    """The recording as 16 kHz mono float32, or a DemoInputError that says what is wrong with it.
+    ``min_samples``: the fewest the model can encode (``DemoBackend.min_samples``)."""
     if not path:
         raise DemoInputError("No recording: record with the microphone or upload an audio file first.")
     try:
@@ -52,6 +54,9 @@ def read_recording(path: Optional[str]) -> np.ndarray:
                              f"Upload a WAV, FLAC or OGG file.") from None
     if len(x) / FS > MAX_SECONDS:
         raise DemoInputError(f"The recording is {len(x) / FS:.1f} s long; the demo takes up to {MAX_SECONDS:.0f} s.")
+    if 0 < len(x) < min_samples:
+        raise DemoInputError(f"The recording is {duration_problem(len(x), min_samples, MAX_SECONDS)}: record "
+                             f"a little longer.")
     if len(x) == 0 or float(np.abs(x).max()) < SILENCE_PEAK:
         raise DemoInputError("The recording is silent: check the microphone and record again.")
     return x
@@ -66,6 +71,7 @@ class DemoBackend:
         self.model_file = Path(model_file) if model_file else find_model_file(self.model_dir)
         self.model, self.train_args = load_model(self.model_dir, self.model_file, device)
         self.device, self.max_new_tokens = device, max_new_tokens
+        self.min_samples = min_speech_samples(self.model)  # shorter recordings get a message, not a traceback
         self.prompt_conf = self.train_args.prompt_conf
         self.asr, self.asr_error = None, ""
         try:

@@ -7,6 +7,7 @@ from typing import Dict, List, Optional, Tuple
 
 import yaml
 
+from espnet_ext import yaml_file
 from espnet_ext.datadir import write_atomic
 
 NAMES = {  # kind -> the row name in RESULTS.md ({tag}: the training dir's tag)
@@ -28,7 +29,7 @@ def config_steps(config: Path) -> Optional[int]:
     an epoch is a whole pass over the data (no num_iters_per_epoch), the count ESPnet's Trainer logged."""
     if not config.exists():
         return None
-    c = yaml.safe_load(config.read_text()) or {}
+    c = yaml_file.load(config) or {}
     if c.get("num_iters_per_epoch") and c.get("max_epoch"):
         return int(c["max_epoch"]) * int(c["num_iters_per_epoch"])
     log = config.parent / "train.log"
@@ -53,7 +54,7 @@ def describe(kind: str, hyp_dir: Path, model_dir: Optional[Path] = None,
         decode = Path(hyp_dir).parent.name
         if decode != "decode":  # another decode of the same model, e.g. an earlier epoch
             tag += f", {decode}"
-        config = yaml.safe_load((model_dir / "config.yaml").read_text()) or {}
+        config = yaml_file.load(model_dir / "config.yaml") or {}
         targets = {name: path for path, name, _ in config.get("train_data_path_and_name_and_type", [])}
         info.update({"model_dir": str(model_dir), "checkpoint": find_model_file(model_dir).name,
                      "llm": (config.get("llm_conf") or {}).get("name_or_path"),
@@ -61,7 +62,7 @@ def describe(kind: str, hyp_dir: Path, model_dir: Optional[Path] = None,
                      "train_steps": config_steps(model_dir / "config.yaml"),
                      "pretrain_steps": config_steps(model_dir / "pretrain" / "config.yaml")})
     if teacher_dir is not None and (Path(teacher_dir) / "meta.yaml").exists():
-        meta = yaml.safe_load((Path(teacher_dir) / "meta.yaml").read_text()) or {}
+        meta = yaml_file.load(Path(teacher_dir) / "meta.yaml") or {}
         info["teacher"] = {"dir": str(teacher_dir), "llm": meta.get("llm"), "llm_fingerprint": meta.get("llm_fingerprint")}
     info["name"] = NAMES[kind].format(tag=tag)
     return info
@@ -84,7 +85,7 @@ def read_all(expdir: Path, test_sets: List[str], exclude: Optional[Path] = None
         dset, scores_path = path.parent.name, path.parent / "scores.json"
         if dset not in test_sets or not scores_path.exists():
             continue
-        info = yaml.safe_load(path.read_text()) or {}
+        info = yaml_file.load(path) or {}
         scores = json.loads(scores_path.read_text())
         for key in ("train_steps", "pretrain_steps"):
             if key in info:

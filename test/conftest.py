@@ -86,6 +86,16 @@ def small_corpus(tmp_path_factory):
     return out / "data"
 
 
+@pytest.fixture(scope="session")
+def tiny_model(tiny_llm, small_corpus, tmp_path_factory):
+    """A tiny model trained for one epoch on small_corpus: its training dir (config.yaml, *.pth)."""
+    from espnet_ext.tasks.palign import PalignTask
+
+    exp = tmp_path_factory.mktemp("tiny_model") / "palign"
+    PalignTask.main(cmd=tiny_training_cmd(tiny_llm, small_corpus, exp, max_epoch=1))
+    return exp
+
+
 def tiny_training_cmd(llm_dir, corpus: Path, output_dir: Path, max_epoch: int = 2):
     """A whole tiny training command (ESPnet options) on ``corpus``'s train/valid response targets."""
     data = []

@@ -6,14 +6,16 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, tiny_training_cmd
+from conftest import ROOT
 from espnet_ext.datadir import read_kv
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -21,12 +23,8 @@ DRIVER = shutil.which("chromedriver")
 
 
 @pytest.fixture(scope="module")
-def demo_model(tiny_llm, small_corpus, tmp_path_factory):
-    from espnet_ext.tasks.palign import PalignTask
-
-    exp = tmp_path_factory.mktemp("demo") / "palign"
-    PalignTask.main(cmd=tiny_training_cmd(tiny_llm, small_corpus, exp, max_epoch=1))
-    return exp
+def demo_model(tiny_model):
+    return tiny_model
 
 
 def free_port() -> int:
@@ -153,6 +151,7 @@ def test_demo_gives_a_model_that_reads_the_transcript_whispers_words(demo_model,
 
     backend = DemoBackend(demo_model, max_new_tokens=4)
     assert backend.asr is not None, backend.asr_error
+    assert 1 < backend.min_samples < 16000  # found by trying the model: the page's floor for a recording
     backend.model.student_prompts["response"] = "<speech> {text}"  # what training with that turn stores
     x = read_recording(next(iter(read_kv(small_corpus / "test" / "wav.scp").values())))
     result = backend.answer(x)
@@ -162,3 +161,62 @@ def test_demo_gives_a_model_that_reads_the_transcript_whispers_words(demo_model,
     backend.asr, backend.asr_error = None, "no offline Whisper model"
     with pytest.raises(DemoInputError, match="reads the transcript beside the speech, and no offline Whisper"):
         backend.answer(x)
+
+
+def raw_submit(url: str, path: str) -> str:
+    """The demo's /submit endpoint called over plain HTTP with a FileData naming ``path`` on the server (what
+    a hand-made request can send; gradio_client would upload its own copy of the file instead)."""
+    import json
+
+    body = json.dumps({"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}, ""]}).encode()
+    req = urllib.request.Request(f"{url}gradio_api/call/submit", body, {"Content-Type": "application/json"})
+    event = json.load(urllib.request.urlopen(req, timeout=30))["event_id"]
+    return urllib.request.urlopen(f"{url}gradio_api/call/submit/{event}", timeout=120).read().decode()
+
+
+def get_status(url: str) -> int:
+    try:
+        return urllib.request.urlopen(url, timeout=30).status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_demo_api_serves_only_uploads_and_examples(demo_server, small_corpus, tmp_path):
+    """Through the API, not the page: no file of the server outside the uploads and examples can be read, and
+    whether one exists cannot be told; a real upload through gradio_client is answered; nothing of another
+    server's upload folder is served."""
+    import urllib.parse
+
+    from gradio_client import Client, handle_file
+
+    url, log = demo_server
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0:the server's own file\n")
+    answers = {p: raw_submit(url, p) for p in ("/etc/passwd", str(secret), str(tmp_path / "no_such_file"))}
+    # existing and missing paths answer alike (but for the path itself, echoed): nothing to probe with
+    assert len({a.replace(p, "PATH") for p, a in answers.items()}) == 1, answers
+    assert all("root:" not in a and "Answered" not in a for a in answers.values()), answers
+    for path in ("/etc/passwd", str(secret)):
+        assert get_status(f"{url}gradio_api/file={urllib.parse.quote(path)}") == 403
+    # A file in Gradio's shared default upload folder (where an earlier run would have cached its uploads)
+    default = Path(tempfile.gettempdir()) / "gradio" / "paraalign_test_old_upload"
+    default.mkdir(parents=True, exist_ok=True)
+    (default / "old.wav").write_bytes(b"RIFF")
+    assert get_status(f"{url}gradio_api/file={urllib.parse.quote(str(default / 'old.wav'))}") == 403
+    # A real upload is answered, and lands in this server's own cache dir
+    wav = next(iter(read_kv(small_corpus / "test" / "wav.scp").values()))
+    status, reply, *_ = Client(url, verbose=False).predict(handle_file(wav), "", api_name="/submit")
+    assert status.startswith("Answered a") and reply, status
+    cache = Path(log.read_text().split("uploads in ")[1].split()[0].rstrip(";)"))
+    assert cache.name.startswith("paraalign_demo_") and any(cache.rglob("*.wav"))
+
+
+def test_demo_refuses_a_too_short_recording_with_a_message(tmp_path):
+    import numpy as np
+    import soundfile
+
+    from espnet_ext.demo import DemoInputError, read_recording
+
+    soundfile.write(tmp_path / "short.wav", 0.1 * np.ones(800, dtype=np.float32), 16000)  # 0.05 s
+    with pytest.raises(DemoInputError, match="0.05 s long; this model needs at least 0.10 s"):
+        read_recording(str(tmp_path / "short.wav"), min_samples=1600)

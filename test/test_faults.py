@@ -1,6 +1,8 @@
 """Bad input and faults: each case builds its bad input on the fly and asserts the exact outcome, an error
 that names the file (line, utterance) or a correct result. Cases that need a trained model live beside
 their fixtures (test_palign_model.py: model files with pickled code, checkpoint.pth, wrong keys)."""
+import shutil
+
 import pytest
 
 from conftest import UTILS, make_data_dir, run
@@ -597,7 +599,8 @@ def test_teacher_prompt_for_an_emotion_the_prompt_file_does_not_know(data_dir):
     lines[3] = lines[3].split()[0] + " bored"
     (data_dir / "utt2emo").write_text("\n".join(lines) + "\n")
     conf = load_prompt_conf(ROOT / "conf" / "prompts" / "emotion.yaml")
-    with pytest.raises(KeyError, match=r"utterance 'spk2_utt0': label 'bored' has no entry under 'labels'"):
+    with pytest.raises(SystemExit, match=r"utterance 'spk2_utt0' \(utt2emo line 4\): label 'bored' has no entry "
+                                         r"under 'labels'.*relabel_data_dir.sh"):
         list(teacher.utterance_prompts(data_dir, ["response"], conf))
 
 
@@ -718,3 +721,131 @@ def test_score_without_the_system_output(data_dir, tmp_path):
         score.main(["--ref_dir", str(data_dir), "--hyp_dir", str(tmp_path / "hyp"), "--output",
                     str(tmp_path / "s.json"), "--semantic", "false"])
     assert not (tmp_path / "s.json").exists()
+
+
+# -- round 3: data dirs that looked valid ------------------------------------------------------------
+
+def test_a_byte_order_mark_is_refused_by_name_and_fix_drops_nothing(data_dir):
+    text = data_dir / "text"
+    text.write_bytes(b"\xef\xbb\xbf" + text.read_bytes())
+    before = {p.name: p.read_bytes() for p in data_dir.iterdir() if p.is_file()}
+    with pytest.raises(datadir.DataDirError, match=rf"{text}:1: starts with a UTF-8 byte-order mark \(BOM\)"):
+        datadir.validate(data_dir)
+    proc = run([str(UTILS / "fix_data_dir.sh"), str(data_dir)], check=False)
+    assert proc.returncode != 0 and "byte-order mark" in proc.stderr and str(text) in proc.stderr
+    assert {p.name: p.read_bytes() for p in data_dir.iterdir() if p.is_file()} == before  # nothing dropped
+
+
+def test_utt2spk_with_a_second_field_is_named_in_validate_and_fix(data_dir):
+    path = data_dir / "utt2spk"
+    lines = path.read_text().splitlines()
+    lines[1] += " extra"
+    path.write_text("\n".join(lines) + "\n")
+    before = path.read_text()
+    with pytest.raises(datadir.DataDirError, match=rf"{path}:2: utterance 'spk1_utt1' has 2 fields after the id"):
+        datadir.validate(data_dir)
+    proc = run([str(UTILS / "fix_data_dir.sh"), str(data_dir)], check=False)
+    assert proc.returncode != 0 and f"{path}:2: utterance 'spk1_utt1' has 2 fields" in proc.stderr
+    assert path.read_text() == before and (data_dir / "spk2utt").read_text().count("spk1_utt1") == 1
+
+
+@pytest.mark.parametrize("channel", ["-1", "first", "1.5"])
+def test_utt2channel_must_be_a_0_based_channel_number(tmp_path, channel):
+    d = make_data_dir(tmp_path / "d", [("spkA_u0", "spkA")])
+    (d / "utt2channel").write_text(f"spkA_u0 {channel}\n")
+    with pytest.raises(SystemExit, match=rf"utt2channel:1: utterance 'spkA_u0': channel '{channel}' is not a 0-based"):
+        _format(d, tmp_path / "out")
+    with pytest.raises(datadir.DataDirError, match=rf"utt2channel:1: utterance 'spkA_u0': channel '{channel}'"):
+        datadir.validate(d)
+
+
+# -- round 3: labels, stages out of order, a full disk, a shell without path.sh ---------------------
+
+@pytest.mark.parametrize("label", ["Sad", "excited"])
+def test_a_label_the_configs_do_not_know_stops_stage_4_and_5_by_name(data_dir, tmp_path, label):
+    import yaml
+
+    from conftest import ROOT
+    from espnet_ext.bin import teacher_generate
+    from espnet_ext.tasks.palign import check_emotion_labels
+
+    emo = data_dir / "utt2emo"
+    lines = emo.read_text().splitlines()
+    lines[2] = f"{lines[2].split()[0]} {label}"
+    emo.write_text("\n".join(lines) + "\n")
+    config = tmp_path / "teacher.yaml"
+    config.write_text(yaml.safe_dump({"llm_conf": {"name_or_path": "unused"},
+                                      "prompt_conf": str(ROOT / "conf" / "prompts" / "emotion.yaml")}))
+    with pytest.raises(SystemExit, match=rf"utterance 'spk1_utt2' \(utt2emo line 3\): label '{label}' has no entry"):
+        teacher_generate.main(["prepare", "--config", str(config), "--out", str(tmp_path / "t"),
+                               "--data_dirs", str(data_dir)])
+    with pytest.raises(SystemExit, match=rf"{emo}:3: utterance 'spk1_utt2': emotion label '{label}' is not in the "
+                                         rf"training config's aux_conf.labels"):
+        check_emotion_labels([(str(emo), "emotion_label", "text")], ["angry", "happy", "neutral", "sad"])
+
+
+def test_stage_options_must_be_whole_numbers_and_stages_need_their_inputs(tmp_path):
+    from conftest import ROOT
+
+    recipe = tmp_path / "egs" / "x" / "palign1"
+    run([str(ROOT / "egs" / "TEMPLATE" / "palign1" / "setup.sh"), str(recipe)])
+    shutil.copy(ROOT / "egs" / "synth_emo" / "palign1" / "conf" / "train_tiny.yaml", recipe / "train.yaml")
+    common = ["--train_set", "train", "--valid_set", "valid", "--test_sets", "test", "--palign_config", "train.yaml",
+              "--teacher_config", "teacher.yaml"]
+
+    def palign(*argv):
+        proc = run(["./palign.sh", *argv, *common], cwd=recipe, check=False)
+        assert proc.returncode != 0
+        return proc.stderr
+
+    assert "--stage must be a whole number, got '4a'" in palign("--stage", "4a")
+    assert "--stop_stage must be a whole number, got 'six'" in palign("--stop_stage", "six")
+    err = palign("--stage", "6", "--stop_stage", "6")
+    assert "stage 6 needs dump/raw/train/wav.scp, which stage 2 writes: run stage 2 first (--stage 2)" in err
+    for split in ("train", "valid", "test"):
+        make_data_dir(recipe / "dump" / "raw" / split, [("spkA_u0", "spkA")])
+    err = palign("--stage", "6", "--stop_stage", "6")
+    assert "stage 6 needs exp/teacher/meta.yaml, which stage 4 writes: run stage 4 first (--stage 4)" in err
+    err = palign("--stage", "7", "--stop_stage", "7")
+    assert "stage 7 needs exp/palign_train/config.yaml, which stage 6 writes: run stage 6 first" in err
+
+
+def test_stage4_on_a_full_disk_names_the_file_and_a_rerun_completes(teacher_run, tmp_path):
+    from espnet_ext.teacher import read_jsonl
+
+    config, ref = teacher_run
+    out = tmp_path / "t"
+    out.mkdir()
+    shutil.copy(ref / "prompts.jsonl", out / "prompts.jsonl")
+    code = ("import sys; from espnet_ext.bin import teacher_generate\n"
+            f"sys.exit(teacher_generate.main(['generate', '--config', '{config}', '--out', '{out}']))")
+    proc = _limited(1500, code)  # prompts.jsonl is read, generation.yaml written, then the replies stop
+    assert proc.returncode != 0, proc.stderr
+    assert f"cannot write {out / 'replies.1.jsonl'}: File too large" in proc.stderr and "rerun (it resumes)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = _limited(10 ** 7, code)
+    assert proc.returncode == 0, proc.stderr
+    got = read_jsonl(out / "replies.1.jsonl")
+    want = {r["id"]: r["reply"] for p in sorted(ref.glob("replies.*.jsonl")) for r in read_jsonl(p)}
+    assert len(got) == len(want) and {r["id"]: r["reply"] for r in got} == want  # complete, each reply once, the same as an uninterrupted run
+
+
+def test_teacher_generate_without_path_sh_expands_main_root(tmp_path):
+    """The recipes' YAMLs say ${MAIN_ROOT}/conf/prompts/...; without path.sh it is this checkout."""
+    import sys
+
+    from conftest import ROOT
+
+    config = tmp_path / "teacher.yaml"
+    config.write_text("llm_conf: {name_or_path: unused}\nprompt_conf: ${MAIN_ROOT}/conf/prompts/emotion.yaml\n")
+    d = make_data_dir(tmp_path / "d", [("spkA_u0", "spkA")])
+    proc = run(["env", "-u", "MAIN_ROOT", sys.executable, "-m", "espnet_ext.bin.teacher_generate", "prepare", "--config", str(config),
+                "--out", str(tmp_path / "t"), "--data_dirs", str(d)], cwd=tmp_path, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "t" / "prompts.jsonl").read_text().count("\n") == 2  # response and response_neutral
+    config.write_text(config.read_text().replace("${MAIN_ROOT}", "${NO_SUCH_ROOT}"))
+    proc = run([sys.executable, "-m", "espnet_ext.bin.teacher_generate", "prepare", "--config", str(config),
+                "--out", str(tmp_path / "t"), "--data_dirs", str(d)], cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and "prompt_conf: '${NO_SUCH_ROOT}/conf/prompts/emotion.yaml' uses $NO_SUCH_ROOT, " \
+                                   "which is not set" in proc.stderr and "Traceback" not in proc.stderr
+    assert str(ROOT) not in config.read_text()

@@ -79,8 +79,68 @@ def test_a_second_teacher_leaves_the_first_ones_targets_and_the_data_alone(tiny_
     meta = yaml.safe_load((outs[0] / "meta.yaml").read_text())
     assert meta["max_new_tokens"] == 5 and meta["llm"] == str(tiny_llm)
     teacher.check_meta(outs[0] / "meta.yaml", FrozenLLM(str(tiny_llm)).fingerprint)  # the same weights: fine
-    with pytest.raises(SystemExit, match="written by .* fingerprint .* but the LLM being trained against"):
+    with pytest.raises(SystemExit, match="written by .* with other weights fingerprint .* than this training uses"):
         teacher.check_meta(outs[0] / "meta.yaml", "0" * 40)
+
+
+def teacher_stage(config, out, data):
+    """Stage 4's three steps, as palign.sh runs them."""
+    common = ["--config", str(config), "--out", str(out), "--data_dirs", str(data), "--targets_dir", str(out)]
+    for step in ("prepare", "generate", "merge"):
+        assert teacher_generate.main([step, *common] if step != "generate" else [step, *common[:4]]) == 0
+
+
+def test_changed_teacher_settings_are_never_served_from_the_cache(tiny_llm, small_corpus, tmp_path, caplog):
+    """The system prompt and max_new_tokens are in the prompt ids (a change is generated, not looked up);
+    another chat template or other weights stop stage 4; stage 6 refuses targets of other teacher prompts."""
+    import logging
+    import shutil
+
+    from espnet_ext.palign.llm import FrozenLLM
+
+    caplog.set_level(logging.INFO)
+    prompts = tmp_path / "prompts.yaml"
+    shutil.copy(PROMPTS, prompts)
+    config = tmp_path / "teacher.yaml"
+    settings = {"llm_conf": {"name_or_path": str(tiny_llm)}, "prompt_conf": str(prompts), "batch_size": 8,
+                "max_new_tokens": 3}
+    config.write_text(yaml.safe_dump(settings))
+    data, out = small_corpus / "test", tmp_path / "teacher"
+    teacher_stage(config, out, data)
+    n = len(teacher.read_jsonl(out / "prompts.jsonl"))
+
+    def answered():
+        return sum(len(teacher.read_jsonl(p)) for p in out.glob("replies.*.jsonl"))
+
+    conf = load_prompt_conf(prompts)
+    conf["system"] = "You answer in one word."
+    prompts.write_text(yaml.safe_dump(conf))
+    teacher_stage(config, out, data)  # a new system prompt: every prompt is generated again
+    assert answered() == 2 * n
+    assert yaml.safe_load((out / "meta.yaml").read_text())["system"] == "You answer in one word."
+    config.write_text(yaml.safe_dump({**settings, "max_new_tokens": 4}))
+    teacher_stage(config, out, data)
+    assert answered() == 3 * n
+    replies = {r["id"]: r["reply"] for p in out.glob("replies.*.jsonl") for r in teacher.read_jsonl(p)}
+    latest = {p["id"] for p in teacher.read_jsonl(out / "prompts.jsonl")}
+    assert set(read_kv(out / "test" / "response").values()) <= {replies[i] or "..." for i in latest}
+
+    llm = FrozenLLM(str(tiny_llm), system=conf["system"])
+    teacher.check_meta(out / "meta.yaml", llm.fingerprint, llm.chat.tokenizer.chat_template, conf)
+    with pytest.raises(SystemExit, match="other teacher prompts .* the system prompt was 'You answer in one word.', "
+                                         "now 'Be brief.'; rerun stage 4"):
+        teacher.check_meta(out / "meta.yaml", llm.fingerprint, llm.chat.tokenizer.chat_template,
+                           {**conf, "system": "Be brief."})
+    with pytest.raises(SystemExit, match="other chat template"):
+        teacher.check_meta(out / "meta.yaml", llm.fingerprint, "{{ messages }}", conf)
+
+    other = tmp_path / "other_llm"  # the same weights with another chat template
+    shutil.copytree(tiny_llm, other)
+    template = other / "chat_template.jinja"
+    template.write_text(template.read_text().replace("<|im_start|>", "<|im_start|> "))
+    config.write_text(yaml.safe_dump({**settings, "max_new_tokens": 4, "llm_conf": {"name_or_path": str(other)}}))
+    with pytest.raises(SystemExit, match=r"another chat template .* rm .*replies\.\*\.jsonl"):
+        teacher_stage(config, out, data)  # even though every prompt is answered already
 
 
 def test_merge_names_utterance_without_reply(small_corpus, tmp_path):
@@ -92,15 +152,20 @@ def test_merge_names_utterance_without_reply(small_corpus, tmp_path):
         teacher_generate.main(["merge", *common])
 
 
-def test_text_system_reuses_the_teachers_replies(small_corpus, tmp_path):
-    """The topline's prompts are the teacher's: stage 9 takes stage 4's replies and loads no LLM at all
-    (the LLM path here does not exist, so any generation would fail)."""
+def test_text_system_reuses_the_teachers_replies(tiny_llm, small_corpus, tmp_path):
+    """The topline's prompts are the teacher's: stage 9 takes stage 4's replies and loads no LLM weights
+    (the LLM folder here has only the tokenizer, so any generation would fail)."""
+    import shutil
+
     from espnet_ext.bin import text_system
+    tokenizer_only = tmp_path / "tokenizer_only"
+    shutil.copytree(tiny_llm, tokenizer_only, ignore=shutil.ignore_patterns("*.safetensors"))
     config = tmp_path / "teacher.yaml"
-    config.write_text(yaml.safe_dump({"llm_conf": {"name_or_path": str(tmp_path / "no-llm")}, "prompt_conf": str(PROMPTS)}))
+    config.write_text(yaml.safe_dump({"llm_conf": {"name_or_path": str(tokenizer_only)}, "prompt_conf": str(PROMPTS)}))
     test = small_corpus / "test"
     stage4 = tmp_path / "teacher"
-    teacher.prepare([test], ["response", "emotion"], load_prompt_conf(PROMPTS), stage4)
+    conf = load_prompt_conf(PROMPTS)
+    teacher.prepare([test], ["response", "emotion"], conf, stage4, teacher.generation_key(conf.get("system"), 64))
     with open(stage4 / "replies.1.jsonl", "w") as f:
         for p in teacher.read_jsonl(stage4 / "prompts.jsonl"):
             f.write(json.dumps({"id": p["id"], "reply": f"reply to {p['task']}: {p['user'][:20]}"}) + "\n")

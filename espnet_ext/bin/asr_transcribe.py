@@ -17,7 +17,7 @@ def main(argv=None) -> int:
     p.add_argument("--output", type=Path, required=True)
     p.add_argument("--model", default=None, help="faster-whisper model name or CTranslate2 folder")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--batch_size", type=int, default=16, help="utterances per Whisper encoder call")
+    p.add_argument("--batch_size", type=cli.positive_int, default=16, help="utterances per Whisper encoder call")
     args = cli.parse(p, argv)
     asr = WhisperASR(args.model, device=args.device)
     done = read_kv(args.output) if args.output.exists() else {}

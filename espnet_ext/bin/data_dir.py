@@ -2,7 +2,7 @@
 import sys
 from pathlib import Path
 
-from espnet_ext import cli, datadir
+from espnet_ext import cli, datadir, yaml_file
 
 
 def main(argv=None) -> int:
@@ -24,7 +24,7 @@ def main(argv=None) -> int:
     g.add_argument("--spk_list", type=Path, help="file whose first column lists speakers to keep")
     p = sub.add_parser("split", help="split into DIR/splitN/{1..N}")
     p.add_argument("data_dir", type=Path)
-    p.add_argument("num", type=int)
+    p.add_argument("num", type=cli.positive_int)
     p.add_argument("--per_spk", type=cli.str2bool, default=False, help="never split a speaker across parts")
     p.add_argument("--out", type=Path, default=None, help="parts go to OUT/1..N (default DIR/splitN)")
     p = sub.add_parser("combine", help="merge data dirs into DST")
@@ -66,9 +66,7 @@ def main(argv=None) -> int:
             parts = datadir.split(args.data_dir, args.num, by_speaker=args.per_spk, out=args.out)
             print(f"{args.data_dir}: split into {len(parts)} parts under {parts[0].parent}")
         elif args.cmd == "relabel":
-            import yaml
-
-            mapping = yaml.safe_load(args.map.read_text())
+            mapping = yaml_file.load(args.map)
             if args.section:
                 if args.section not in mapping:
                     raise datadir.DataDirError(f"{args.map}: no section '{args.section}'")

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from espnet_ext import cli
 from espnet_ext.audio import check_complete, check_samples, load_mono, write_wav_atomic
-from espnet_ext.datadir import check_id, read_kv, write_kv
+from espnet_ext.datadir import DataDirError, check_id, read_channels, read_kv, write_kv
 
 
 def readable_info(path: Path):
@@ -46,14 +46,16 @@ def main(argv=None) -> int:
     p.add_argument("--max_dur", type=float, default=30.0, help="seconds")
     args = cli.parse(p, argv)
 
-    wav_scp = read_kv(args.in_dir / "wav.scp", allow_empty_value=False)
-    seg_path = args.in_dir / "segments"
-    if seg_path.exists():
-        segments = {u: v.split() for u, v in read_kv(seg_path).items()}
-    else:
-        segments = {u: [u, "0", ""] for u in wav_scp}
-    chan_path = args.in_dir / "utt2channel"
-    channels = {u: int(c) for u, c in read_kv(chan_path).items()} if chan_path.exists() else {}
+    seg_path, chan_path = args.in_dir / "segments", args.in_dir / "utt2channel"
+    try:
+        wav_scp = read_kv(args.in_dir / "wav.scp", allow_empty_value=False)
+        if seg_path.exists():
+            segments = {u: v.split() for u, v in read_kv(seg_path).items()}
+        else:
+            segments = {u: [u, "0", ""] for u in wav_scp}
+        channels = read_channels(chan_path) if chan_path.exists() else {}
+    except DataDirError as e:
+        raise SystemExit(f"format_audio: {e}") from None
     for lineno, utt in enumerate(segments, 1):  # each id names a file under --audio_dir
         check_id(utt, f"{seg_path if seg_path.exists() else args.in_dir / 'wav.scp'}:{lineno}")
     args.out_dir.mkdir(parents=True, exist_ok=True)

@@ -11,16 +11,15 @@ test of wins over losses. A judge that does not is reported as "failed calibrati
 import json
 import logging
 import math
-import os
 import re
 import sys
 from pathlib import Path
 
-import yaml
 from tqdm import tqdm
 
-from espnet_ext import cli
+from espnet_ext import cli, yaml_file
 from espnet_ext.datadir import read_kv, write_kv
+from espnet_ext.envpath import expand
 from espnet_ext.palign.prompts import label_words, load_prompt_conf
 
 
@@ -58,7 +57,7 @@ class Judge:
     def __init__(self, llm_conf: dict, judge_prompt: str, prompt_conf, device: str, batch_size: int = 16):
         from espnet_ext.palign.llm import FrozenLLM
 
-        self.prompt = yaml.safe_load(Path(os.path.expandvars(judge_prompt)).read_text())
+        self.prompt = yaml_file.load(expand(judge_prompt, "judge_prompt"))
         self.words = load_prompt_conf(prompt_conf)
         self.llm = FrozenLLM(llm_conf["name_or_path"], dtype=llm_conf.get("dtype", "auto"),
                              system=self.prompt.get("system"), device=device)

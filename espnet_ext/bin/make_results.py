@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Tuple
 
 import yaml
 
-from espnet_ext import cli
+from espnet_ext import cli, yaml_file
 from espnet_ext import systems as systems_lib
 
 COLUMNS = [  # (key in scores.json, header, format)
@@ -115,13 +115,13 @@ def config_drift(abl_dir: Path, changes: Dict[str, dict], main_config: Optional[
     keys where they differ; empty when every row agrees."""
     if main_config is None or not main_config.exists():
         return ""
-    now_main = yaml.safe_load(main_config.read_text()) or {}
+    now_main = yaml_file.load(main_config) or {}
     groups: Dict[str, List[str]] = {}
     for variant, change in changes.items():
         trained = abl_dir / "conf" / f"{variant}.yaml"
         if not trained.exists():
             continue
-        then, now = flat(yaml.safe_load(trained.read_text()) or {}), flat(variant_config(now_main, change)[0])
+        then, now = flat(yaml_file.load(trained) or {}), flat(variant_config(now_main, change)[0])
         diff = "; ".join(f"`{k}`: `{then.get(k, '(unset)')}` there, `{now.get(k, '(unset)')}` here"
                          for k in sorted(set(then) | set(now)) if then.get(k) != now.get(k))
         if diff:
@@ -145,7 +145,7 @@ def ablation_section(abl_dir: Path, test_sets: List[str], main_config: Optional[
     if not runs:
         return []
     variants_file = abl_dir / "variants.yaml"
-    changes = yaml.safe_load(variants_file.read_text()) if variants_file.exists() else {}
+    changes = yaml_file.load(variants_file) if variants_file.exists() else {}
     order = [v for v in changes if v in runs] + sorted(v for v in runs if v not in changes)
     lines = ["", "## Ablations", "",
              "Produced by `local/run_ablations.sh` on this run's data and teacher targets: each variant is the main "
@@ -327,7 +327,7 @@ def main(argv=None) -> int:
     for c in args.configs:
         lines.append(f"- `{c}`")
         if c.exists():
-            conf = yaml.safe_load(c.read_text()) or {}
+            conf = yaml_file.load(c) or {}
             llm = (conf.get("llm_conf") or {}).get("name_or_path")
             fe = ((conf.get("frontend_conf") or {}).get("frontend_conf") or {}).get("upstream") or conf.get("frontend")
             bits = [f"LLM `{llm}`" if llm else "", f"frontend `{fe}`" if fe else "",
@@ -351,7 +351,7 @@ def main(argv=None) -> int:
     lines += ["- [95% CI]: percentile bootstrap over utterances (WA) or minimal pairs (pair sens.), 1000 "
               "resamples, fixed seed."]
     if args.judge_config and args.judge_config.exists():
-        jc = yaml.safe_load(args.judge_config.read_text())
+        jc = yaml_file.load(args.judge_config)
         lines.append(f"  Judge model: `{jc['llm_conf']['name_or_path']}`. " + judge_verdict(args.expdir))
     for dset in args.test_sets:
         lines += ["", f"## {dset}", "", *table(systems, dset)]

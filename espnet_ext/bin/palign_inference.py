@@ -11,10 +11,12 @@ import logging
 import sys
 from pathlib import Path
 
-
 from espnet_ext import cli
 from espnet_ext.audio import load_mono
-from espnet_ext.inference import FS, batch_tensor, decode_dir, load_model, question, reads_transcript
+from espnet_ext.inference import (FS, MAX_SECONDS, batch_tensor, check_device, decode_dir, duration_problem,
+                                  load_model, min_speech_samples, question, read_model_config, reads_transcript,
+                                  user_turn)
+
 
 def check_inputs(parser, args) -> None:
     """Every path the command names exists and has what it needs (errors name the path)."""
@@ -42,6 +44,14 @@ def check_inputs(parser, args) -> None:
             parser.error(f"--wav {wav}: cannot read audio: {e}")
     if args.spk_mean_scp is not None and not args.spk_mean_scp.is_file():
         parser.error(f"--spk_mean_scp {args.spk_mean_scp}: no such file")
+    if args.max_seconds <= 0:
+        parser.error(f"--max_seconds {args.max_seconds}: must be more than 0")
+    try:
+        user_turn(args.prompt)  # one <speech> at most
+        check_device(args.device)
+        read_model_config(args.model_dir)  # its YAML and its paths (the LLM folder) are there before the LLM loads
+    except SystemExit as e:
+        parser.error(str(e))
 
 
 def main(argv=None) -> int:
@@ -66,9 +76,11 @@ def main(argv=None) -> int:
                    help="with --wav: the transcript, for a model whose prompt reads it ({text})")
     p.add_argument("--prompt", default=None, help='ask something else, e.g. "What emotion do you hear?"')
     p.add_argument("--task", default="response", help="whose student prompt is used when --prompt is not given")
-    p.add_argument("--batch_size", type=int, default=8)
-    p.add_argument("--max_new_tokens", type=int, default=64)
+    p.add_argument("--batch_size", type=cli.positive_int, default=8)
+    p.add_argument("--max_new_tokens", type=cli.positive_int, default=64)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--max_seconds", type=float, default=MAX_SECONDS,
+                   help="the longest recording answered (memory grows with length); longer ones are an error")
     args = cli.parse(p, argv)
     check_inputs(p, args)  # before the model loads: a typo costs no LLM start-up
     model, train_args = load_model(args.model_dir, args.model_file, args.device)
@@ -87,10 +99,15 @@ def main(argv=None) -> int:
         if args.emotion_alone_output is not None:
             alone[str(args.emotion_alone_output)] = question(model, train_args, "emotion", None)
         decode_dir(model, train_args, args.data_dir, outputs, args.batch_size, args.max_new_tokens, args.device,
-                   args.spk_mean_scp, alone, args.transcripts)
+                   args.spk_mean_scp, alone, args.transcripts, args.max_seconds)
         return 0
-    for wav in args.wav:
-        speech, lengths = batch_tensor([load_mono(str(wav), FS)], args.device)  # readable: check_inputs
+    waves = [load_mono(str(wav), FS) for wav in args.wav]  # readable: check_inputs
+    for wav, x in zip(args.wav, waves):  # every file before the first reply
+        problem = duration_problem(len(x), min_speech_samples(model), args.max_seconds)
+        if problem:
+            p.error(f"--wav {wav}: {problem}")
+    for wav, x in zip(args.wav, waves):
+        speech, lengths = batch_tensor([x], args.device)
         reply = model.generate(speech, lengths, task=task, user=user, max_new_tokens=args.max_new_tokens,
                                texts=None if args.transcript is None else [args.transcript])[0]
         print(reply if len(args.wav) == 1 else f"{wav}\t{reply}")

@@ -41,7 +41,7 @@ def main(argv=None) -> int:
                    help="speaker means, for a speaker_norm model (one per data dir)")
     p.add_argument("--max_utts", type=int, nargs="+", default=[0],
                    help="use at most N utterances (evenly spread); 0: all (one value, or one per data dir)")
-    p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--batch_size", type=cli.positive_int, default=16)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     args = cli.parse(p, argv)
     n = len(args.data_dir)

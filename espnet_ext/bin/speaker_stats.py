@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from tqdm import tqdm
 
-from espnet_ext import cli
+from espnet_ext import cli, yaml_file
 from espnet_ext.audio import load_mono
 from espnet_ext.datadir import read_kv, write_kv
 
@@ -27,8 +26,7 @@ FS = 16000
 def build_frontend(config: Path):
     from espnet_ext.tasks.palign import frontend_choices
 
-    with open(config, encoding="utf-8") as f:
-        conf = yaml.safe_load(f) or {}
+    conf = yaml_file.load(config) or {}
     name = conf.get("frontend", frontend_choices.default)
     return frontend_choices.get_class(name)(**(conf.get("frontend_conf") or {})).eval()
 

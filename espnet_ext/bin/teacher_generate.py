@@ -10,13 +10,14 @@ Three steps, so that generation can be sharded and resumed:
             --targets_dir/<data dir name>/ (the recipe: OUT itself, so dump/raw stays as stage 2 wrote it;
             without --targets_dir, into the data dir) and OUT/meta.yaml (LLM, weights fingerprint, prompts)
 """
+import errno
 import logging
 import sys
 from pathlib import Path
 
 from espnet_ext import cli
 from espnet_ext.palign.prompts import load_prompt_conf
-from espnet_ext.teacher import generate, merge, prepare, target_dirs, write_meta
+from espnet_ext.teacher import generate, generation_key, merge, prepare, target_dirs, write_meta
 
 def main(argv=None) -> int:
     p = cli.get_parser(__doc__)
@@ -31,18 +32,29 @@ def main(argv=None) -> int:
     p.add_argument("--num_shards", type=int, default=1)
     p.add_argument("--device", default="cpu")
     args = cli.parse(p, argv)
+    try:
+        return run(args)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            raise
+        raise SystemExit(f"teacher_generate {args.step}: {e.strerror} (a full disk?); free space and rerun: what "
+                         f"was written is kept") from None
+
+
+def run(args) -> int:
     cfg = cli.llm_conf(args)
     conf = load_prompt_conf(cfg["prompt_conf"])
+    key = generation_key(conf.get("system"), cfg["max_new_tokens"])
     if args.step == "prepare":
-        n = prepare(args.data_dirs, args.tasks, conf, args.out, target_dirs(args.data_dirs, args.targets_dir))
+        n = prepare(args.data_dirs, args.tasks, conf, args.out, key, target_dirs(args.data_dirs, args.targets_dir))
         logging.info(f"{n} unique teacher prompts in {args.out / 'prompts.jsonl'}")
     elif args.step == "generate":
         generate(args.out, args.shard, args.num_shards, cfg["llm_conf"], conf.get("system"),
                  cfg["batch_size"], cfg["max_new_tokens"], args.device, backend=cfg["backend"],
                  vllm_conf=cfg["vllm_conf"])
     else:
-        merge(args.data_dirs, args.tasks, conf, args.out, targets=target_dirs(args.data_dirs, args.targets_dir))
-        write_meta(args.out, cfg, args.tasks)
+        merge(args.data_dirs, args.tasks, conf, args.out, key, targets=target_dirs(args.data_dirs, args.targets_dir))
+        write_meta(args.out, cfg, args.tasks, conf)
     return 0
 
 

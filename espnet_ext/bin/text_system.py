@@ -67,11 +67,12 @@ def main(argv=None) -> int:
     reply_task, emotion_task = (("response", "emotion") if args.with_emotion
                                 else ("response_neutral", "emotion_neutral"))
     tasks = [reply_task, emotion_task]
-    teacher.prepare([view], tasks, conf, args.cache)
+    key = teacher.generation_key(conf.get("system"), cfg["max_new_tokens"])
+    teacher.prepare([view], tasks, conf, args.cache, key)
     teacher.generate(args.cache, 1, 1, cfg["llm_conf"], conf.get("system"), cfg["batch_size"],
                      cfg["max_new_tokens"], args.device, args.known_replies, backend=cfg["backend"],
                      vllm_conf=cfg["vllm_conf"])
-    teacher.merge([view], tasks, conf, args.cache, args.known_replies)
+    teacher.merge([view], tasks, conf, args.cache, key, args.known_replies)
     shutil.copy(view / reply_task, args.out_dir / "text")
     shutil.copy(view / emotion_task, args.out_dir / "emotion")
     logging.info(f"{args.out_dir}: replies and emotion answers for {len(ref)} utterances")

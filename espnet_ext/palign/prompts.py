@@ -1,11 +1,10 @@
 """Teacher prompts from a prompt YAML: fill {text}, {emotion} and {description} for one utterance."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Dict, Optional, Tuple
 
-import yaml
+from espnet_ext import yaml_file
+from espnet_ext.envpath import expand
 
 
 def label_words(conf: dict, label: str, where: str = "") -> Tuple[str, str]:
@@ -74,6 +73,17 @@ def copied_targets(conf: dict) -> Dict[str, str]:
     return dict(conf.get("targets") or {})
 
 
+def teacher_digest(prompt_conf: dict) -> str:
+    """A hash of everything in a prompt config that shapes the teacher's replies (all but the student
+    turns): stage 6 compares it with the targets' meta.yaml."""
+    import hashlib
+
+    import yaml
+
+    teacher_side = {k: v for k, v in prompt_conf.items() if k != "student"}
+    return hashlib.sha1(yaml.safe_dump(teacher_side, sort_keys=True).encode()).hexdigest()
+
+
 def load_prompt_conf(value) -> dict:
     """``prompt_conf`` as given: a dict, or the path of a prompt YAML (see conf/prompts/); environment
     variables in the path are expanded (recipes write ``${MAIN_ROOT}/conf/prompts/...``)."""
@@ -81,11 +91,10 @@ def load_prompt_conf(value) -> dict:
         return value
     if value is None:
         raise ValueError("--prompt_conf is required (a YAML file such as conf/prompts/emotion.yaml)")
-    path = Path(os.path.expandvars(str(value)))
+    path = expand(value, "prompt_conf")
     if not path.exists():
         raise FileNotFoundError(f"prompt config {path} not found")
-    with open(path, encoding="utf-8") as f:
-        conf = yaml.safe_load(f)
-    if "student" not in conf or "teacher" not in conf:
+    conf = yaml_file.load(path)
+    if not isinstance(conf, dict) or "student" not in conf or "teacher" not in conf:
         raise ValueError(f"{path}: a prompt config needs 'student' and 'teacher' sections")
     return conf

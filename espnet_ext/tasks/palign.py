@@ -8,6 +8,8 @@ an experiment directory is self-contained.
 from __future__ import annotations
 
 import argparse
+import difflib
+import inspect
 import logging
 from pathlib import Path
 from typing import Callable, Collection, Dict, List, Optional, Tuple
@@ -35,6 +37,8 @@ from espnet2.train.trainer import Trainer
 from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import float_or_none, int_or_none, str2bool, str_or_none
 
+from espnet_ext import cli
+from espnet_ext.datadir import read_kv
 from espnet_ext.palign.frontend import MelPitchFrontend, WhisperPitchFrontend
 from espnet_ext.palign.llm import ChatTokenizer, FrozenLLM
 from espnet_ext.palign.model import IGNORE, ParaAlignModel, SpeechAdapter
@@ -111,10 +115,54 @@ class PalignPreprocessor(AbsPreprocessor):
         return out
 
 
+def construct(option: str, cls, conf: dict, **fixed):
+    """``cls(**fixed, **conf)`` for ``--{option}`` / ``--{option}_conf``: a misspelt key or an unknown s3prl
+    upstream (in a YAML or a received config.yaml) is an error that names the key and what is known, not a
+    TypeError or a bare AssertionError."""
+    conf = dict(conf or {})
+    if cls is S3prlFrontend:
+        from s3prl.nn import S3PRLUpstream
+
+        upstream = (conf.get("frontend_conf") or {}).get("upstream")
+        if upstream not in S3PRLUpstream.available_names():
+            close = difflib.get_close_matches(str(upstream), S3PRLUpstream.available_names(), n=3)
+            raise SystemExit(f"frontend_conf: s3prl has no upstream '{upstream}'" +
+                             (f" (did you mean {', '.join(close)}?)" if close else " (s3prl.nn.S3PRLUpstream."
+                              "available_names() lists them)"))
+    known = [n for n, q in inspect.signature(cls).parameters.items()
+             if n not in fixed and q.kind not in (q.VAR_POSITIONAL, q.VAR_KEYWORD)]
+    takes_any = any(q.kind == q.VAR_KEYWORD for q in inspect.signature(cls).parameters.values())
+    unknown = [k for k in conf if k not in known]
+    if unknown and not takes_any:
+        raise SystemExit(f"{option}_conf: {cls.__name__} has no option '{unknown[0]}' "
+                         f"(it takes: {', '.join(known)})")
+    return cls(**fixed, **conf)
+
+
+def check_emotion_labels(data_path_and_name_and_type, labels) -> None:
+    """Every utt2emo label read as ``emotion_label`` is one of ``aux_conf.labels``: checked before a
+    job starts, so that a 'Sad' among 'sad' is named here and not a traceback in a stats job's log."""
+    known = {str(x) for x in labels or []}
+    for path, name, _ in data_path_and_name_and_type or []:
+        if name != "emotion_label" or not Path(path).exists():
+            continue
+        for lineno, (utt, label) in enumerate(read_kv(path).items(), 1):
+            if label not in known:
+                raise SystemExit(f"{path}:{lineno}: utterance '{utt}': emotion label '{label}' is not in the "
+                                 f"training config's aux_conf.labels {sorted(known)} (labels are case-sensitive: "
+                                 f"map them with utils/relabel_data_dir.sh, or add the label to the config)")
+
+
 class PalignTask(AbsTask):
     num_optimizers: int = 1
     class_choices_list = [frontend_choices, specaug_choices, normalize_choices, encoder_choices]
     trainer = Trainer
+
+    @classmethod
+    def get_parser(cls):
+        parser = super().get_parser()
+        parser.__class__ = cli.ArgumentParser  # a --config that is not plain YAML: an error naming file and line
+        return parser
 
     @classmethod
     def add_task_arguments(cls, parser: argparse.ArgumentParser):
@@ -189,8 +237,11 @@ class PalignTask(AbsTask):
         if not args.use_preprocessor:
             return None
         prompt_conf = load_prompt_conf(args.prompt_conf)
+        labels = (getattr(args, "aux_conf", None) or {}).get("labels")
+        check_emotion_labels(args.train_data_path_and_name_and_type if train
+                             else args.valid_data_path_and_name_and_type, labels)
         return PalignPreprocessor(train, args.llm_conf["name_or_path"], prompt_conf.get("system"), args.tasks,
-                                  (getattr(args, "aux_conf", None) or {}).get("labels"),
+                                  labels,
                                   student_prompts(prompt_conf, args.tasks, getattr(args, "student_prompts", None)))
 
     @classmethod
@@ -216,12 +267,12 @@ class PalignTask(AbsTask):
                         random_init=llm_conf.get("random_init", False), device=llm_conf.get("device", "cpu"))
         meta = getattr(args, "teacher_meta", None)
         if meta and Path(meta).exists():
-            check_meta(Path(meta), llm.fingerprint)
+            check_meta(Path(meta), llm.fingerprint, llm.chat.tokenizer.chat_template, args.prompt_conf)
         elif meta:
             logging.warning(f"--teacher_meta {meta} does not exist here: the targets' LLM is not checked")
 
         if args.input_size is None:
-            frontend = frontend_choices.get_class(args.frontend)(**args.frontend_conf)
+            frontend = construct("frontend", frontend_choices.get_class(args.frontend), args.frontend_conf)
             input_size = frontend.output_size()
             fs = args.frontend_conf.get("fs", 16000)
             frame_rate = (humanfriendly.parse_size(fs) if isinstance(fs, str) else fs) / frontend.hop_length
@@ -231,12 +282,12 @@ class PalignTask(AbsTask):
             if not args.frame_rate:
                 raise ValueError("--frame_rate is required with --input_size (dumped features)")
             frame_rate = args.frame_rate
-        specaug = specaug_choices.get_class(args.specaug)(**args.specaug_conf) if args.specaug else None
+        specaug = construct("specaug", specaug_choices.get_class(args.specaug), args.specaug_conf) if args.specaug else None
         if args.normalize and not getattr(args, "collect_stats", False):
-            normalize = normalize_choices.get_class(args.normalize)(**args.normalize_conf)
+            normalize = construct("normalize", normalize_choices.get_class(args.normalize), args.normalize_conf)
         else:  # stage 5 computes the statistics that global_mvn needs
             normalize = None
-        encoder = encoder_choices.get_class(args.encoder)(input_size=input_size, **args.encoder_conf)
+        encoder = construct("encoder", encoder_choices.get_class(args.encoder), args.encoder_conf, input_size=input_size)
 
         adapter_conf = dict(args.speech_adapter_conf)
         if "stack" not in adapter_conf:
@@ -246,7 +297,8 @@ class PalignTask(AbsTask):
                          f"-> {rate / adapter_conf['stack']:.1f} speech tokens/s")
         adapter_conf.pop("tokens_per_second", None)
         args.speech_adapter_conf = adapter_conf  # the stack is fixed from now on, also when reloaded
-        adapter = SpeechAdapter(encoder.output_size(), llm.hidden_size, **adapter_conf)
+        adapter = construct("speech_adapter", SpeechAdapter, adapter_conf, input_size=encoder.output_size(),
+                            output_size=llm.hidden_size)
 
         model = ParaAlignModel(
             frontend=frontend, specaug=specaug, normalize=normalize, encoder=encoder, adapter=adapter, llm=llm,

@@ -96,6 +96,9 @@ orig_args=("$@")
 [ -n "$valid_set" ] || { log "--valid_set is required"; exit 2; }
 all_sets="${train_set} ${valid_set} ${test_sets}"
 teacher_nj=${teacher_nj:-${nj}}
+for _opt in stage stop_stage nj inference_nj teacher_nj ngpu probe_max_utts; do
+    [[ "${!_opt}" =~ ^[0-9]+$ ]] || { log "--${_opt} must be a whole number, got '${!_opt}'"; exit 2; }
+done
 teacher_python=${teacher_python:-${python}}
 data_feats=${dumpdir}/raw
 [ -z "${palign_tag}" ] && [ -n "${palign_config}" ] && palign_tag=$(basename "${palign_config}" .yaml)
@@ -126,6 +129,25 @@ import sys, yaml
 v = (yaml.safe_load(open(sys.argv[1])) or {}).get(sys.argv[2]) or {}
 print(' '.join(f'--{k} ' + (yaml.safe_dump(x, default_flow_style=True, width=1e9).strip() if isinstance(x, dict) else str(x)).replace(' ', '') for k, x in v.items()))" "$1" "$2"; }
 require() { for v in "$@"; do [ -n "${!v}" ] || { log "--${v} is required for stage ${_stage}"; exit 2; }; done; }
+# need FILE ...: stop before a stage runs without what earlier stages write, naming the first to run
+need() {
+    local f s first="" missing=()
+    for f in "$@"; do
+        [ -e "${f}" ] && continue
+        case "${f}" in
+            "${teacher_dir}"/*) s=4 ;; "${expdir}"/stats/*|"${expdir}"/spk_stats/*) s=5 ;;
+            "${expdir}"/palign_*) s=6 ;; "${data_feats}"/*) s=2 ;; *) s=0 ;;
+        esac
+        missing+=("${f}")
+        if [ -z "${first}" ] || [ "${s}" -lt "${first%% *}" ]; then first="${s} ${f}"; fi
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    s=${first%% *}; f=${first#* }
+    if [ "${s}" = 0 ]; then log "stage ${_stage} needs ${f}, which is missing"
+    else log "stage ${_stage} needs ${f}, which stage ${s} writes: run stage ${s} first (--stage ${s})"; fi
+    [ ${#missing[@]} -gt 1 ] && log "(${#missing[@]} inputs missing in all: ${missing[*]})"
+    exit 2
+}
 speaker_norm=False; spk_stats=""
 if [ -n "${palign_config}" ]; then
     [ "$(conf_get "${palign_config}" speaker_norm)" = True ] && speaker_norm=True
@@ -178,7 +200,7 @@ fi
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     _stage=4; require teacher_config
     log "Stage 4: teacher replies (${teacher_tasks}) from the frozen LLM -> ${teacher_dir}"
-    _dirs=""; for dset in ${all_sets}; do _dirs+=" ${data_feats}/${dset}"; done
+    _dirs=""; for dset in ${all_sets}; do _dirs+=" ${data_feats}/${dset}"; need "${data_feats}/${dset}/text"; done
     if [[ " ${teacher_tasks} " == *" style "* ]]; then  # style prompts spell out measured prosody
         for d in ${_dirs}; do
             ${python} -m espnet_ext.bin.measure_prosody --data_dir "${d}" --out_dir "${teacher_dir}/$(basename "${d}")"
@@ -236,6 +258,8 @@ set_data_opts() {  # called when stage 4's files exist; $1=encoder_only: no LLM 
             fi
         done
     done
+    local i _inputs=(); for ((i = 1; i < ${#_data_opts[@]}; i += 2)); do _inputs+=("${_data_opts[i]%%,*}"); done
+    need "${_inputs[@]}"
 }
 # Does a student prompt of the training config give the LLM the transcript ({text}) beside the speech?
 student_reads_text() { ${python} -c "
@@ -248,6 +272,7 @@ nonzero() { [ -n "$1" ] && [ "$(${python} -c "print(float('$1') != 0)")" = True 
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     _stage=5; require palign_config
+    for dset in ${all_sets}; do need "${data_feats}/${dset}/wav.scp"; done
     if [ "${speaker_norm}" = True ]; then
         log "Stage 5: each speaker's mean features (speaker_norm) -> ${spk_stats}"
         _dirs=""; for dset in ${all_sets}; do _dirs+=" ${data_feats}/${dset}"; done
@@ -280,6 +305,8 @@ fi
 # Stages 6-8 as functions of palign_target / palign_exp: stage 10 runs them for the semantic-only model.
 train_model() {  # $1: the stage this runs as (its log lines and time go there)
     _stage=$1; require palign_config
+    need "${data_feats}/${train_set}/wav.scp" "${data_feats}/${valid_set}/wav.scp" "${teacher_dir}/meta.yaml" \
+        "${stats_dir}/train/speech_shape.shuffled" "${stats_dir}/valid/speech_shape"
     mkdir -p "${palign_exp}"
     _opts=()
     if grep -q '^normalize: *global_mvn' "${palign_config}"; then
@@ -317,7 +344,7 @@ train_model() {  # $1: the stage this runs as (its log lines and time go there)
 }
 
 decode_model() {  # $1: the stage this runs as (its log lines and time go there)
-    _stage=$1
+    _stage=$1; need "${palign_exp}/config.yaml"
     log "Stage $1: decoding ${test_sets} with ${palign_exp} -> ${palign_exp}/${inference_tag}"
     _opts=(); [ -n "${inference_config}" ] && _opts+=(--config "${inference_config}")
     [ -n "${inference_model}" ] && _opts+=(--model_file "${palign_exp}/${inference_model}")

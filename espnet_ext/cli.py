@@ -2,18 +2,23 @@
 YAML whose keys set the defaults of the options, as in ``espnet2/bin``), ``--log_level``, and yes/no options
 given as ``true``/``false`` (ESPnet's ``str2bool``)."""
 import argparse
+import ast
+import copy
 import logging
 from pathlib import Path
 from typing import List, Optional
 
+import yaml
 from espnet2.utils import config_argparse
+from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import str2bool
 
 from espnet_ext import yaml_file
 
 LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
 
-__all__ = ["ArgumentParser", "add_llm_options", "get_parser", "llm_conf", "parse", "positive_int", "str2bool"]
+__all__ = ["ArgumentParser", "SafeNestedDictAction", "add_llm_options", "get_parser", "llm_conf", "make_safe", "parse",
+           "positive_int", "str2bool"]
 
 
 class ArgumentParser(config_argparse.ArgumentParser):
@@ -27,6 +32,56 @@ class ArgumentParser(config_argparse.ArgumentParser):
             except SystemExit as e:
                 self.error(f"--config {e}")
         return super().parse_known_args(args, namespace)
+
+
+class SafeNestedDictAction(NestedDictAction):
+    """ESPnet's ``--x_conf key=value`` / ``--x_conf "{...}"`` action with plain data only: ESPnet's own
+    eval()s the string and reads it with YAML's full Loader, so an option value (e.g. one that palign.sh
+    builds from a received YAML) could run code. Here: Python literals or safe YAML, else a usage error."""
+
+    def __call__(self, parser, namespace, values, option_strings=None):
+        def plain(text: str, python: bool = False):  # python: a Python literal first, as ESPnet's eval()
+            if python:
+                try:
+                    return ast.literal_eval(text)
+                except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                    pass
+            try:
+                return yaml.safe_load(text)
+            except yaml.YAMLError as e:
+                parser.error(f"{'/'.join(self.option_strings)} {values!r}: not plain data "
+                             f"({str(e).splitlines()[0]}; YAML tags and Python code are refused)")
+
+        if "=" in values:  # --x_conf a.b=3 -> {'a': {'b': 3}}
+            key, text = values.split("=", maxsplit=1)
+            value = plain(text) if text.strip() else text
+            d = indict = copy.deepcopy(getattr(namespace, self.dest, {}))
+            if not isinstance(indict, dict):
+                d = indict = {}
+            *parents, last = key.split(".")
+            for k in parents:
+                if not isinstance(d.setdefault(k, {}), dict):
+                    d[k] = {}
+                d = d[k]
+            d[last] = value
+            setattr(namespace, self.dest, indict)
+            return
+        value = plain(values, python=True)
+        if not isinstance(value, dict):
+            parser.error(f"{'/'.join(self.option_strings)} {values!r}: must be a dict or key=value")
+        current = getattr(namespace, self.dest, None)
+        if isinstance(current, dict):
+            current.update(value)
+        else:
+            setattr(namespace, self.dest, value)
+
+
+def make_safe(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Every NestedDictAction of ``parser`` (ESPnet's task parsers have many) made a SafeNestedDictAction."""
+    for action in parser._actions:
+        if type(action) is NestedDictAction:
+            action.__class__ = SafeNestedDictAction
+    return parser
 
 
 def positive_int(value: str) -> int:
@@ -51,9 +106,7 @@ def get_parser(doc: Optional[str], **kwargs) -> ArgumentParser:
 def add_llm_options(p: argparse.ArgumentParser, generation: bool = True) -> None:
     """The frozen LLM and prompt config a program generates with (a teacher or judge YAML in ``--config``
     sets them), in the keys the training YAML uses."""
-    from espnet2.utils.nested_dict_action import NestedDictAction
-
-    p.add_argument("--llm_conf", action=NestedDictAction, default={},
+    p.add_argument("--llm_conf", action=SafeNestedDictAction, default={},
                    help="the frozen LLM: name_or_path (HF id or local folder), dtype, attn_implementation")
     p.add_argument("--prompt_conf", default=None, help="prompt YAML (teacher and student turns, label words)")
     p.add_argument("--batch_size", type=positive_int, default=16)
@@ -63,7 +116,7 @@ def add_llm_options(p: argparse.ArgumentParser, generation: bool = True) -> None
 
         p.add_argument("--backend", choices=BACKENDS, default="hf",
                        help="generation engine: transformers (CPU/GPU) or vLLM (GPU, its own environment)")
-        p.add_argument("--vllm_conf", action=NestedDictAction, default={},
+        p.add_argument("--vllm_conf", action=SafeNestedDictAction, default={},
                        help="options of vllm.LLM with --backend vllm (tensor_parallel_size, gpu_memory_utilization, ...)")
 
 

@@ -156,3 +156,16 @@ def test_training_config_with_a_yaml_tag_or_a_misspelt_key(tmp_path, capsys, tin
         palign_train.main(["--config", str(bad), "--output_dir", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert f"--config {bad}: line 2" in err and "tag" in err
+
+
+@pytest.mark.parametrize("value", ["__import__('os').system('touch {flag}')",
+                                   "num_blocks=!!python/object/apply:os.system ['touch {flag}']"])
+def test_a_conf_option_value_is_data_never_code(tmp_path, capsys, value):
+    """ESPnet's NestedDictAction eval()s an option's string and reads it with YAML's full Loader; the
+    task's parser reads plain data only (palign.sh builds such options from a config's pretrain_conf)."""
+    from espnet_ext.bin import palign_train
+
+    flag = tmp_path / "ran"
+    with pytest.raises(SystemExit):
+        palign_train.main(["--encoder_conf", value.format(flag=flag), "--output_dir", str(tmp_path / "o")])
+    assert "--encoder_conf" in capsys.readouterr().err and not flag.exists()

@@ -31,8 +31,17 @@ python=${PYTHON:-python3}
 stamp=$venv/.palign_installed
 want=$(cat "$tools_dir/install.sh" "$tools_dir/requirements.txt" "$root_dir/setup.py" | sha1sum | cut -d' ' -f1)-cuda$cuda-vllm$vllm
 
+# Which checkout the venv's espnet_ext is: a venv shared with another checkout would run that one's code.
+installed_from() { "$venv/bin/python" -c "import espnet_ext, os; print(os.path.dirname(os.path.dirname(os.path.realpath(espnet_ext.__file__))))" 2>/dev/null || true; }
 if [ "$force" = 0 ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-    echo "install.sh: $venv is up to date; nothing to do (use --force to reinstall)."
+    other=$(installed_from)
+    if [ "$other" = "$(realpath "$root_dir")" ]; then
+        echo "install.sh: $venv is up to date; nothing to do (use --force to reinstall)."
+        exit 0
+    fi
+    echo "install.sh: $venv runs the espnet_ext of ${other:-no checkout}, not of $root_dir: installing this one"
+    "$venv/bin/python" -m pip --disable-pip-version-check install -q --no-deps -e "$root_dir"
+    [ "$(installed_from)" = "$(realpath "$root_dir")" ] || { echo "install.sh: still not $root_dir" >&2; exit 1; }
     exit 0
 fi
 

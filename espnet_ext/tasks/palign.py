@@ -162,7 +162,7 @@ class PalignTask(AbsTask):
     def get_parser(cls):
         parser = super().get_parser()
         parser.__class__ = cli.ArgumentParser  # a --config that is not plain YAML: an error naming file and line
-        return parser
+        return cli.make_safe(parser)  # --*_conf values: plain data, never eval()ed
 
     @classmethod
     def add_task_arguments(cls, parser: argparse.ArgumentParser):

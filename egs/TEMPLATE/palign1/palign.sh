@@ -118,15 +118,17 @@ mkdir -p "${expdir}"  # every command line, appended with its date and commit, a
   printf '%q ' "$0" "${orig_args[@]}"; echo; } >> "${expdir}/run_history.sh"
 # conf_get FILE KEY: a value of a YAML config (KEY may be dotted: aux_conf.weight; lists joined by spaces)
 conf_get() { ${python} -c "
-import sys, yaml
-v = yaml.safe_load(open(sys.argv[1])) or {}
+import sys
+from espnet_ext import yaml_file
+v = yaml_file.load(sys.argv[1]) or {}
 for k in sys.argv[2].split('.'):
     v = v.get(k) if isinstance(v, dict) else None
 print(' '.join(map(str, v)) if isinstance(v, list) else ('' if v is None else v))" "$1" "$2"; }
 # conf_args FILE KEY: a dict of a YAML config as command-line options (--name value; dicts as YAML)
 conf_args() { ${python} -c "
 import sys, yaml
-v = (yaml.safe_load(open(sys.argv[1])) or {}).get(sys.argv[2]) or {}
+from espnet_ext import yaml_file
+v = (yaml_file.load(sys.argv[1]) or {}).get(sys.argv[2]) or {}
 print(' '.join(f'--{k} ' + (yaml.safe_dump(x, default_flow_style=True, width=1e9).strip() if isinstance(x, dict) else str(x)).replace(' ', '') for k, x in v.items()))" "$1" "$2"; }
 require() { for v in "$@"; do [ -n "${!v}" ] || { log "--${v} is required for stage ${_stage}"; exit 2; }; done; }
 # need FILE ...: stop before a stage runs without what earlier stages write, naming the first to run
@@ -263,9 +265,10 @@ set_data_opts() {  # called when stage 4's files exist; $1=encoder_only: no LLM 
 }
 # Does a student prompt of the training config give the LLM the transcript ({text}) beside the speech?
 student_reads_text() { ${python} -c "
-import sys, yaml
+import sys
+from espnet_ext import yaml_file
 from espnet_ext.palign.prompts import load_prompt_conf, reads_text, student_prompts
-c = yaml.safe_load(open(sys.argv[1])) or {}
+c = yaml_file.load(sys.argv[1]) or {}
 turns = student_prompts(load_prompt_conf(c.get('prompt_conf')), c.get('tasks') or ['response'], c.get('student_prompts'))
 sys.exit(0 if any(map(reads_text, turns.values())) else 1)" "${palign_config}"; }
 nonzero() { [ -n "$1" ] && [ "$(${python} -c "print(float('$1') != 0)")" = True ]; }

@@ -3,6 +3,7 @@
 #   egs/TEMPLATE/palign1/setup.sh egs/<corpus>/palign1
 # Then write run.sh, conf/ and local/data.sh there.
 set -euo pipefail
+case "${1:-}" in -h|--help) sed -n '2,4p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 [ $# -eq 1 ] || { sed -n '2,4p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 1; }
 target=$1
 [ ! -e "$target/palign.sh" ] || { echo "setup.sh: $target already has palign.sh" >&2; exit 1; }

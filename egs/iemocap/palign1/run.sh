@@ -8,6 +8,7 @@ args=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --test_session) test_session=$2; shift 2 ;;
+        -h|--help) sed -n '2,4p' "$0" | sed 's/^# \{0,1\}//'; exec ./palign.sh --help ;;  # no side effects
         *) args+=("$1"); shift ;;
     esac
 done

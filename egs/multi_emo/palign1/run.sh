@@ -2,6 +2,7 @@
 # ParaAlign on IEMOCAP + MSP-Podcast + Expresso with a shared label space (conf/shared_labels.yaml).
 # Set IEMOCAP=, MSP_PODCAST= and EXPRESSO= in db.sh.
 set -euo pipefail
+case " $* " in *" --help "*|*" -h "*) sed -n '2,3p' "$0" | sed 's/^# \{0,1\}//'; exec ./palign.sh --help ;; esac
 ./palign.sh \
     --train_set train \
     --valid_set valid \

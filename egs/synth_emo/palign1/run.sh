@@ -15,6 +15,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --llm) llm=$2; [ "${llm}" = tiny ] && cls=tiny && results_md=exp/smoke/RESULTS.md; shift 2 ;;
         --stop_stage) stop_stage=$2; args+=("$1" "$2"); shift 2 ;;
+        -h|--help) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exec ./palign.sh --help ;;  # no side effects
         *) args+=("$1"); shift ;;
     esac
 done

@@ -69,7 +69,9 @@ if [ "$backend" = local ]; then
         run_one "$i" & pids+=("$!")
     done
     for idx in "${!pids[@]}"; do
-        wait "${pids[$idx]}" || { failed=$((failed + 1)); echo "launch.sh: job $((first + idx)) failed, see $(job_log $((first + idx)))" >&2; }
+        wait "${pids[$idx]}" || { failed=$((failed + 1)); l=$(job_log $((first + idx)))
+            # the job's last words (its error) before the accounting lines
+            echo "launch.sh: job $((first + idx)) failed, see ${l}: $(grep -v '^# ' "$l" | tail -n 1)" >&2; }
     done
     if [ "$failed" -gt 0 ]; then
         echo "launch.sh: $failed / $((last - first + 1)) failed" >&2; exit 1

@@ -196,7 +196,8 @@ def generate(out: Path, shard: int, num_shards: int, llm_conf: dict, system, bat
             done |= {r["id"] for r in read_jsonl(other, torn_tail_ok=True) if "id" in r}  # may be running
     done |= set(known_replies(known))
     todo = [p for p in prompts if p["id"] not in done]
-    logging.info(f"shard {shard}/{num_shards}: {len(prompts)} prompts, {len(done)} already answered, {len(todo)} to go")
+    logging.info(f"shard {shard}/{num_shards}: {len(prompts)} prompts, {len(prompts) - len(todo)} already answered, "
+                 f"{len(todo)} to go")
     if not todo:
         return 0
     llm = make_generator(llm_conf, system, device, backend, vllm_conf)

@@ -849,3 +849,33 @@ def test_teacher_generate_without_path_sh_expands_main_root(tmp_path):
     assert proc.returncode != 0 and "prompt_conf: '${NO_SUCH_ROOT}/conf/prompts/emotion.yaml' uses $NO_SUCH_ROOT, " \
                                    "which is not set" in proc.stderr and "Traceback" not in proc.stderr
     assert str(ROOT) not in config.read_text()
+
+
+def test_an_llm_that_cannot_be_loaded_stops_before_any_job(tmp_path, tiny_llm, capsys):
+    """palign.sh asks check_llm before stages 4-6 start their jobs: offline, a hub id not in the cache is
+    named at once with what to do; a local folder without weights is named too; a complete one passes."""
+    import os
+    import shutil
+
+    from espnet_ext.bin import check_llm
+
+    def config(name):
+        path = tmp_path / f"c{len(list(tmp_path.glob('c*.yaml')))}.yaml"
+        path.write_text(f"llm_conf: {{name_or_path: {name}}}\n")
+        return path
+
+    hub = config("meta-llama/Meta-Llama-3-8B-Instruct")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        assert check_llm.main(["--config", str(hub)]) == 1
+    finally:
+        del os.environ["HF_HUB_OFFLINE"]
+    err = capsys.readouterr().err
+    assert f"{hub}: llm_conf.name_or_path 'meta-llama/Meta-Llama-3-8B-Instruct' is not in the hub cache" in err
+    assert "set llm_conf.name_or_path to DIR" in err
+    empty = tmp_path / "no_weights"
+    shutil.copytree(tiny_llm, empty, ignore=shutil.ignore_patterns("*.safetensors"))
+    assert check_llm.main(["--config", str(config(empty)), "--config", str(config(tmp_path / "gone"))]) == 1
+    err = capsys.readouterr().err
+    assert "has no weight files" in err and f"'{tmp_path / 'gone'}' does not exist" in err
+    assert check_llm.main(["--config", str(config(tiny_llm))]) == 0

@@ -58,7 +58,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` beside ``path`` and rename it into place, so a full disk or a kill leaves the old file
     (or none), never half a file; a failed write names the file and gives the OS's reason."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: parallel jobs may write one file
     try:
         tmp.write_bytes(data)
     except OSError as e:

@@ -1,11 +1,13 @@
 """Corpus recipes on fake releases in the exact on-disk formats (generated here, never committed):
 stage 1-2 through each recipe's run.sh, checking counts, labels, transcripts, speakers and audio."""
+import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
+import yaml
 
 from conftest import ROOT, TEMPLATE, run
 from espnet_ext import datadir
@@ -28,7 +30,9 @@ IEMOCAP_UTTS = [  # (utterance suffix, label, transcript)
 ]
 
 
-def make_iemocap(root: Path) -> Path:
+def make_iemocap(root: Path, varied: bool = False) -> Path:
+    """``varied``: each dialog says its own sentences (the emotion-only baseline needs a training reply of
+    the same emotion to another sentence)."""
     for s in range(1, 6):
         sess = root / f"Session{s}"
         for dialog in (f"Ses0{s}F_impro01", f"Ses0{s}M_script02_1"):
@@ -36,6 +40,7 @@ def make_iemocap(root: Path) -> Path:
             trans = []
             for i, (suffix, label, text) in enumerate(IEMOCAP_UTTS):
                 utt = f"{dialog}_{suffix}"
+                text = f"{text} In {dialog[6:]} of session {s}." if varied else text
                 evals += [f"[{i * 2.5:.4f} - {i * 2.5 + 2:.4f}]\t{utt}\t{label}\t[2.5000, 3.0000, 3.5000]",
                           "C-E1:\tNeutral state;\t()", "A-E2:\tval 3; act 2; dom  3;\t()", ""]
                 trans.append(f"{utt} [{i * 2.5:08.4f}-{i * 2.5 + 2:08.4f}]: {text}")
@@ -74,9 +79,13 @@ def make_msp(root: Path, spelling: str = "labels_consensus.csv") -> Path:
     return root
 
 
-def make_expresso(root: Path) -> Path:
+def make_expresso(root: Path, varied: bool = False) -> Path:
+    """``varied``: the test styles are in the training split too, with other sentences (what the
+    emotion-only baseline needs)."""
     audio = root / "audio_48khz"
-    files = {
+    more = {"read/ex01/whisper/base/ex01_whisper_00005.wav": 0.6,
+            "read/ex01/laughing/base/ex01_laughing_00006.wav": 0.6} if varied else {}
+    files = {**more,
         "read/ex01/happy/base/ex01_happy_00001.wav": 0.6,
         "read/ex01/default/base/ex01_default_emphasis_00002.wav": 0.6,
         "read/ex01/sad/base/ex01_sad_00003.wav": 0.6,
@@ -92,11 +101,13 @@ def make_expresso(root: Path) -> Path:
         "ex01_default_emphasis_00002\tThe *blue* one, not the red one.\n"
         "ex01_sad_00003\tShe left this morning.\n"
         "ex02_whisper_00001\tDon't tell anyone.\n"
-        "ex02_laughing_00004\t<laugh> That was *so* funny. | <laugh>\n")
+        "ex02_laughing_00004\t<laugh> That was *so* funny. | <laugh>\n"
+        + ("ex01_whisper_00005\tKeep it down.\nex01_laughing_00006\t<laugh> You did not!\n" if varied else ""))
     splits = root / "splits"
     splits.mkdir()
     (splits / "train.txt").write_text("# train split\nex01_happy_00001\nex01_default_emphasis_00002\n"
-                                      "ex01_default_longform_00001\t(1.0s,)\nex01-ex02_default_008\t(2.0s,)\n")
+                                      "ex01_default_longform_00001\t(1.0s,)\nex01-ex02_default_008\t(2.0s,)\n"
+                                      + ("ex01_whisper_00005\nex01_laughing_00006\n" if varied else ""))
     (splits / "dev.txt").write_text("# dev split\nex01_sad_00003\nex01_default_longform_00001\t(,1.0s)\n")
     (splits / "test.txt").write_text("# test split\nex02_whisper_00001\nex02_laughing_00004\n"
                                      "ex01-ex02_default_008\t(,2.0s)\n")
@@ -373,3 +384,38 @@ def test_multi_emo_recipe_shared_label_space(tmp_path):
     assert emo_counts(data / "iemocap_test") == {"neutral": 2, "happy": 4, "angry": 2, "sad": 2}
     for d in ("train", "valid", "iemocap_test", "msp_podcast_test1", "expresso_test"):
         datadir.validate(recipe / "dump" / "raw" / d)
+
+
+# -- smoke runs: every stage of a corpus recipe on its fake release -----------------------------------
+
+SMOKE_FULL = os.environ.get("PALIGN_SMOKE_ALL") == "1"  # MSP-Podcast and Expresso alone too (+5 minutes)
+
+
+@pytest.mark.parametrize("corpus", [
+    "iemocap", "multi_emo",  # multi_emo prepares all three releases into one label space
+    pytest.param("msp_podcast", marks=pytest.mark.skipif(not SMOKE_FULL, reason="PALIGN_SMOKE_ALL=1 runs it")),
+    pytest.param("expresso", marks=pytest.mark.skipif(not SMOKE_FULL, reason="PALIGN_SMOKE_ALL=1 runs it"))])
+def test_corpus_recipe_smoke_run_reaches_results_and_touches_no_committed_file(tmp_path, corpus):
+    """run.sh --llm tiny: stages 1-12 (the classifier cascade included) on the CPU with the shared
+    conf/smoke/ configs; everything it writes is under exp/smoke, its report there too."""
+    env = {}
+    if corpus in ("iemocap", "multi_emo"):
+        env["IEMOCAP"] = str(make_iemocap(tmp_path / "IEMOCAP_full_release", varied=True))
+    if corpus in ("msp_podcast", "multi_emo"):
+        env["MSP_PODCAST"] = str(make_msp(tmp_path / "MSP-Podcast"))
+    if corpus in ("expresso", "multi_emo"):
+        env["EXPRESSO"] = str(make_expresso(tmp_path / "Expresso", varied=True))
+    recipe = recipe_copy(tmp_path, corpus)
+    proc = run(["./run.sh", "--llm", "tiny"], cwd=recipe, env=env)
+    exp = recipe / "exp" / "smoke" / ("s5" if corpus == "iemocap" else "")
+    log = proc.stdout + proc.stderr
+    assert "Stage 11: cascades with an emotion classifier" in log and "Finished stages 1-100." in log
+    results = (exp / "RESULTS.md").read_text()
+    assert "| ParaAlign (train) |" in results and "| Semantic-only alignment (train) |" in results
+    assert "| Cascade: emotion classifier (ESPnet cls) + oracle transcript |" in results
+    assert "| Reference: true emotion, no words" in results and "| Topline: transcript + true emotion" in results
+    assert sorted(p.name for p in (recipe / "exp").iterdir()) == ["smoke"]  # nothing beside the smoke run
+    assert not (recipe / "RESULTS.md").exists() and not (recipe / "images").exists()
+    labels = yaml.safe_load((exp / "palign_train" / "config.yaml").read_text())["aux_conf"]["labels"]
+    train = datadir.read_kv(next((recipe / "dump" / "raw").glob("train*")) / "utt2emo")
+    assert labels == sorted(set(train.values()))  # from_data, resolved into the model's config

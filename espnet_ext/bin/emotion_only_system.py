@@ -38,7 +38,9 @@ def emotion_only_replies(test_emo: Dict[str, str], test_text: Dict[str, str], tr
         own = _sentence(test_text[utt])
         others = [u for sent, u in pool.get(emo, []) if sent != own]
         if not others:
-            raise SystemExit(f"test utterance '{utt}': no training reply of emotion '{emo}' to another sentence")
+            raise SystemExit(f"test utterance '{utt}': no training reply of emotion '{emo}' to another sentence, "
+                             f"so this reference cannot be made for this test set: leave emotion_only out of "
+                             f"palign.sh --baselines")
         out[utt] = train_replies[rng.choice(others)]
     return out
 

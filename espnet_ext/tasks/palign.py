@@ -139,6 +139,24 @@ def construct(option: str, cls, conf: dict, **fixed):
     return cls(**fixed, **conf)
 
 
+def resolve_aux_labels(args: argparse.Namespace):
+    """``aux_conf.labels: from_data`` (one config for any corpus, as the smoke configs are): the sorted
+    labels of the training utt2emo, put into ``args`` so that config.yaml holds the list the model has."""
+    aux = getattr(args, "aux_conf", None) or {}
+    if aux.get("labels") != "from_data":
+        return aux.get("labels")
+    paths = [p for p, name, _ in args.train_data_path_and_name_and_type or [] if name == "emotion_label"]
+    if not paths and not float(aux.get("weight", 0) or 0):
+        aux["labels"] = []  # no classifier (the semantic-only baseline): no labels needed
+        return aux["labels"]
+    if not paths:
+        raise SystemExit("aux_conf.labels: from_data needs the training utt2emo as emotion_label data "
+                         "(palign.sh passes it when aux_conf.weight > 0)")
+    aux["labels"] = sorted(set(read_kv(paths[0]).values()))
+    logging.info(f"aux_conf.labels from {paths[0]}: {aux['labels']}")
+    return aux["labels"]
+
+
 def check_emotion_labels(data_path_and_name_and_type, labels) -> None:
     """Every utt2emo label read as ``emotion_label`` is one of ``aux_conf.labels``: checked before a
     job starts, so that a 'Sad' among 'sad' is named here and not a traceback in a stats job's log."""
@@ -188,7 +206,8 @@ class PalignTask(AbsTask):
                                 "in the first tokens of a reply, and a shorter row costs less")
         group.add_argument("--aux_conf", action=NestedDictAction, default={},
                            help="auxiliary emotion classifier on the pooled encoder output: weight (0: off, the "
-                                "paper's pure alignment), labels (the utt2emo labels, in order)")
+                                "paper's pure alignment), labels (the utt2emo labels, in order; from_data: the "
+                                "sorted labels of the training utt2emo, written into config.yaml)")
         group.add_argument("--teacher_meta", type=str_or_none, default=None,
                            help="stage 4's meta.yaml: training refuses targets written by other LLM weights "
                                 "(checked where the file exists; a packed model used elsewhere skips it)")
@@ -237,7 +256,7 @@ class PalignTask(AbsTask):
         if not args.use_preprocessor:
             return None
         prompt_conf = load_prompt_conf(args.prompt_conf)
-        labels = (getattr(args, "aux_conf", None) or {}).get("labels")
+        labels = resolve_aux_labels(args)
         check_emotion_labels(args.train_data_path_and_name_and_type if train
                              else args.valid_data_path_and_name_and_type, labels)
         return PalignPreprocessor(train, args.llm_conf["name_or_path"], prompt_conf.get("system"), args.tasks,
@@ -254,6 +273,7 @@ class PalignTask(AbsTask):
 
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> ParaAlignModel:
+        resolve_aux_labels(args)
         llm_conf = {**DEFAULT_LLM_CONF, **(args.llm_conf or {})}
         if not llm_conf.get("name_or_path"):
             raise ValueError("llm_conf.name_or_path is required (an HF model id or a local folder)")

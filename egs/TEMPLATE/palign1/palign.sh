@@ -146,6 +146,9 @@ need() {
     [ ${#missing[@]} -eq 0 ] && return 0
     s=${first%% *}; f=${first#* }
     if [ "${s}" = 0 ]; then log "stage ${_stage} needs ${f}, which is missing"
+    elif [ "${s}" = 4 ] && [ -e "${teacher_dir}/meta.yaml" ]; then
+        log "stage ${_stage} needs ${f}: stage 4 ran without its task; add $(basename "${f}") to --teacher_tasks" \
+            "(now '${teacher_tasks}') and rerun stage 4"
     else log "stage ${_stage} needs ${f}, which stage ${s} writes: run stage ${s} first (--stage ${s})"; fi
     [ ${#missing[@]} -gt 1 ] && log "(${#missing[@]} inputs missing in all: ${missing[*]})"
     exit 2

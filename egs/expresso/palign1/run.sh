@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
 # ParaAlign on Expresso (read speech, 8 styles; 48 kHz resampled to 16 kHz in stage 2). Set EXPRESSO= in db.sh.
+#   ./run.sh --llm tiny [palign.sh options]   the smoke run: every stage on the CPU in minutes (exp/smoke)
 set -euo pipefail
-case " $* " in *" --help "*|*" -h "*) sed -n '2,2p' "$0" | sed 's/^# \{0,1\}//'; exec ./palign.sh --help ;; esac
+llm=""
+args=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --llm) llm=$2; shift 2 ;;
+        -h|--help) sed -n '2,3p' "$0" | sed 's/^# \{0,1\}//'; exec ./palign.sh --help ;;  # no side effects
+        *) args+=("$1"); shift ;;
+    esac
+done
+opts=(--ngpu 1 --gpu_inference true --teacher_config conf/teacher_llama3_8b.yaml
+      --palign_config conf/train_wavlm_large_llama3_8b.yaml --inference_config conf/decode.yaml)
+if [ -n "${llm}" ]; then . utils/smoke.sh "${llm}"; opts=("${smoke_opts[@]}"); fi
+
 ./palign.sh \
     --train_set train \
     --valid_set valid \
     --test_sets test \
-    --ngpu 1 --gpu_inference true \
-    --teacher_config conf/teacher_llama3_8b.yaml \
-    --palign_config conf/train_wavlm_large_llama3_8b.yaml \
-    --inference_config conf/decode.yaml \
-    "$@"
+    "${opts[@]}" \
+    "${args[@]}"

@@ -19,3 +19,36 @@ def test_gpu_scale_benchmark_runs_at_tiny_shapes(tmp_path):
     assert all(int(r[1]) > 8 + 12 for r in rows)
     assert re.search(r"^\| greedy decoding \(4 new tokens\) \| 3 \|", out, re.M)
     assert (tmp_path / "wavlm.pt").exists() and (tmp_path / "llm" / "config.json").exists()
+
+
+def test_real_classifier_config_header_is_what_the_script_prints_and_the_config_builds(tmp_path):
+    """conf/cls_wavlm_large.yaml (stage 11 at real scale): its parameter line is bench/cls_params.py's
+    output, and ESPnet's cls task builds it (a tiny local WavLM standing in for the weights)."""
+    import yaml
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import cls_params
+    import gpu_scale
+
+    config = ROOT / "conf" / "cls_wavlm_large.yaml"
+    assert f"#   {cls_params.summary(str(config))}\n" in config.read_text()
+    conf = yaml.safe_load(config.read_text())
+    conf["frontend_conf"]["frontend_conf"] = {"upstream": "wavlm_local",
+                                              "path_or_url": str(gpu_scale.make_wavlm_checkpoint(tmp_path, "tiny"))}
+    conf["preencoder_conf"]["input_size"] = gpu_scale.TINY_WAVLM["encoder_embed_dim"]
+    tiny = tmp_path / "cls.yaml"
+    tiny.write_text(yaml.safe_dump(conf))
+    (tmp_path / "labels").write_text("ang\nhap\nneu\nsad\n<unk>\n")
+    import argparse
+
+    import espnet2.tasks.cls as cls_task
+    from espnet_ext.palign.frontend import register_in_espnet_task
+
+    register_in_espnet_task(cls_task)
+    parser = cls_task.CLSTask.get_parser()
+    args = parser.parse_args(["--config", str(tiny), "--token_list", str(tmp_path / "labels")])
+    model = cls_task.CLSTask.build_model(argparse.Namespace(**vars(args)))
+    assert args.freeze_param == ["frontend.upstream"]
+    assert [n for n, _ in model.named_parameters() if n.startswith("frontend.upstream")]  # what it freezes
+    trainable = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("frontend.upstream"))
+    assert 11e6 < trainable < 13e6  # the real-size preencoder, encoder and head on the tiny WavLM

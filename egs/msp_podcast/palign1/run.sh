@@ -13,7 +13,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 opts=(--ngpu 1 --gpu_inference true --teacher_config conf/teacher_llama3_8b.yaml
-      --palign_config conf/train_wavlm_large_llama3_8b.yaml --inference_config conf/decode.yaml)
+      --palign_config conf/train_wavlm_large_llama3_8b.yaml --inference_config conf/decode.yaml
+      --cls_config ../../../conf/cls_wavlm_large.yaml)  # stage 11: the classifier cascade
 if [ -n "${llm}" ]; then . utils/smoke.sh "${llm}"; opts=("${smoke_opts[@]}"); fi
 
 ./palign.sh \

@@ -867,7 +867,7 @@ def test_an_llm_that_cannot_be_loaded_stops_before_any_job(tmp_path, tiny_llm, c
     hub = config("meta-llama/Meta-Llama-3-8B-Instruct")
     os.environ["HF_HUB_OFFLINE"] = "1"
     try:
-        assert check_llm.main(["--config", str(hub)]) == 1
+        assert check_llm.main([str(hub)]) == 1
     finally:
         del os.environ["HF_HUB_OFFLINE"]
     err = capsys.readouterr().err
@@ -875,7 +875,7 @@ def test_an_llm_that_cannot_be_loaded_stops_before_any_job(tmp_path, tiny_llm, c
     assert "set llm_conf.name_or_path to DIR" in err
     empty = tmp_path / "no_weights"
     shutil.copytree(tiny_llm, empty, ignore=shutil.ignore_patterns("*.safetensors"))
-    assert check_llm.main(["--config", str(config(empty)), "--config", str(config(tmp_path / "gone"))]) == 1
+    assert check_llm.main([str(config(empty)), str(config(tmp_path / "gone"))]) == 1
     err = capsys.readouterr().err
     assert "has no weight files" in err and f"'{tmp_path / 'gone'}' does not exist" in err
-    assert check_llm.main(["--config", str(config(tiny_llm))]) == 0
+    assert check_llm.main([str(config(tiny_llm))]) == 0

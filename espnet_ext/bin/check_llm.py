@@ -2,14 +2,13 @@
 so that a hub id that cannot be reached (offline, a gated model such as Llama-3, no login) or a local
 folder without its weights stops at once, with what to do, instead of in every job's log after a wait.
 
-    python -m espnet_ext.bin.check_llm --config conf/teacher_llama3_8b.yaml [--config ...]
+    python -m espnet_ext.bin.check_llm conf/teacher_llama3_8b.yaml [more YAMLs ...]
 """
-import argparse
 import os
 import sys
 from pathlib import Path
 
-from espnet_ext import yaml_file
+from espnet_ext import cli, yaml_file
 from espnet_ext.envpath import expand
 
 WEIGHTS = ("*.safetensors", "*.bin", "*.pt")
@@ -70,10 +69,10 @@ def check(config: Path) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", type=Path, action="append", required=True, help="a teacher, training or judge YAML")
-    args = p.parse_args(argv)
-    problems = [problem for config in args.config if (problem := check(config))]
+    p = cli.get_parser(__doc__)
+    p.add_argument("configs", type=Path, nargs="+", help="teacher, training or judge YAMLs")
+    args = cli.parse(p, argv)
+    problems = [problem for config in args.configs if (problem := check(config))]
     for problem in problems:
         print(f"check_llm: {problem}", file=sys.stderr)
     return 1 if problems else 0

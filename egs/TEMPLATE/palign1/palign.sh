@@ -206,7 +206,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     _stage=4; require teacher_config
     log "Stage 4: teacher replies (${teacher_tasks}) from the frozen LLM -> ${teacher_dir}"
     _dirs=""; for dset in ${all_sets}; do _dirs+=" ${data_feats}/${dset}"; need "${data_feats}/${dset}/text"; done
-    ${python} -m espnet_ext.bin.check_llm --config "${teacher_config}" || exit 2  # before the jobs wait on a hub
+    ${python} -m espnet_ext.bin.check_llm "${teacher_config}" || exit 2  # before the jobs wait on a hub
     if [[ " ${teacher_tasks} " == *" style "* ]]; then  # style prompts spell out measured prosody
         for d in ${_dirs}; do
             ${python} -m espnet_ext.bin.measure_prosody --data_dir "${d}" --out_dir "${teacher_dir}/$(basename "${d}")"
@@ -280,7 +280,7 @@ nonzero() { [ -n "$1" ] && [ "$(${python} -c "print(float('$1') != 0)")" = True 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     _stage=5; require palign_config
     for dset in ${all_sets}; do need "${data_feats}/${dset}/wav.scp"; done
-    ${python} -m espnet_ext.bin.check_llm --config "${palign_config}" || exit 2
+    ${python} -m espnet_ext.bin.check_llm "${palign_config}" || exit 2
     if [ "${speaker_norm}" = True ]; then
         log "Stage 5: each speaker's mean features (speaker_norm) -> ${spk_stats}"
         _dirs=""; for dset in ${all_sets}; do _dirs+=" ${data_feats}/${dset}"; done
@@ -315,7 +315,7 @@ train_model() {  # $1: the stage this runs as (its log lines and time go there)
     _stage=$1; require palign_config
     need "${data_feats}/${train_set}/wav.scp" "${data_feats}/${valid_set}/wav.scp" "${teacher_dir}/meta.yaml" \
         "${stats_dir}/train/speech_shape.shuffled" "${stats_dir}/valid/speech_shape"
-    ${python} -m espnet_ext.bin.check_llm --config "${palign_config}" || exit 2
+    ${python} -m espnet_ext.bin.check_llm "${palign_config}" || exit 2
     mkdir -p "${palign_exp}"
     _opts=()
     if grep -q '^normalize: *global_mvn' "${palign_config}"; then

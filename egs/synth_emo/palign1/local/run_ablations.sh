@@ -67,8 +67,8 @@ conf, main = yaml.safe_load(open(base)), Path(main)
 trained = yaml.safe_load((main / "config.yaml").read_text()) if (main / "config.yaml").exists() else None
 def differs(want, got, at=""):  # leaves of the recipe config the model's config.yaml holds with another value
     for k, v in want.items():
-        if k not in got or (isinstance(v, str) and "${" in v):
-            continue  # keys ESPnet rewrites (resolved paths, derived options)
+        if k not in got or (isinstance(v, str) and ("${" in v or v == "from_data")):
+            continue  # keys ESPnet rewrites (resolved paths, derived options, labels read from the data)
         if isinstance(v, dict) and isinstance(got[k], dict):
             yield from differs(v, got[k], f"{at}{k}.")
         elif v != got[k]:

@@ -66,11 +66,14 @@ MSP_ROWS = [  # FileName, EmoClass, SpkrID, Gender, Split_Set, has transcript
 ]
 
 
-def make_msp(root: Path, spelling: str = "labels_consensus.csv") -> Path:
+def make_msp(root: Path, spelling: str = "labels_consensus.csv", varied: bool = False) -> Path:
+    """``varied``: every test class is in the training split too (what the emotion-only baseline needs)."""
     (root / "Labels").mkdir(parents=True, exist_ok=True)
     (root / "Transcripts").mkdir(parents=True, exist_ok=True)
     lines = ["FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set"]
-    for i, (name, emo, spk, gender, split, has_text) in enumerate(MSP_ROWS):
+    more = [("MSP-PODCAST_0004_0001.wav", "U", "57", "Male", "Train", True),
+            ("MSP-PODCAST_0004_0002.wav", "A", "57", "Male", "Train", True)] if varied else []
+    for i, (name, emo, spk, gender, split, has_text) in enumerate(MSP_ROWS + more):
         lines.append(f"{name},{emo},4.2,3.8,4.0,{spk},{gender},{split}")
         tone(root / "Audios" / name, 0.5, 16000)
         if has_text:
@@ -404,7 +407,7 @@ def test_corpus_recipe_smoke_run_reaches_results_and_touches_no_committed_file(t
     if corpus in ("iemocap", "multi_emo"):
         env["IEMOCAP"] = str(make_iemocap(tmp_path / "IEMOCAP_full_release", varied=True))
     if corpus in ("msp_podcast", "multi_emo"):
-        env["MSP_PODCAST"] = str(make_msp(tmp_path / "MSP-Podcast"))
+        env["MSP_PODCAST"] = str(make_msp(tmp_path / "MSP-Podcast", varied=True))
     if corpus in ("expresso", "multi_emo"):
         env["EXPRESSO"] = str(make_expresso(tmp_path / "Expresso", varied=True))
     recipe = recipe_copy(tmp_path, corpus)
@@ -419,5 +422,6 @@ def test_corpus_recipe_smoke_run_reaches_results_and_touches_no_committed_file(t
     assert sorted(p.name for p in (recipe / "exp").iterdir()) == ["smoke"]  # nothing beside the smoke run
     assert not (recipe / "RESULTS.md").exists() and not (recipe / "images").exists()
     labels = yaml.safe_load((exp / "palign_train" / "config.yaml").read_text())["aux_conf"]["labels"]
-    train = datadir.read_kv(next((recipe / "dump" / "raw").glob("train*")) / "utt2emo")
-    assert labels == sorted(set(train.values()))  # from_data, resolved into the model's config
+    seen = {label for split in ("train*", "valid*") for label in
+            datadir.read_kv(next((recipe / "dump" / "raw").glob(split)) / "utt2emo").values()}
+    assert labels == sorted(seen)  # from_data: the training and validation labels, resolved into config.yaml

@@ -141,19 +141,20 @@ def construct(option: str, cls, conf: dict, **fixed):
 
 def resolve_aux_labels(args: argparse.Namespace):
     """``aux_conf.labels: from_data`` (one config for any corpus, as the smoke configs are): the sorted
-    labels of the training utt2emo, put into ``args`` so that config.yaml holds the list the model has."""
+    labels of the training and validation utt2emo, put into ``args`` so that config.yaml holds the list the model has."""
     aux = getattr(args, "aux_conf", None) or {}
     if aux.get("labels") != "from_data":
         return aux.get("labels")
-    paths = [p for p, name, _ in args.train_data_path_and_name_and_type or [] if name == "emotion_label"]
+    paths = [p for p, name, _ in (args.train_data_path_and_name_and_type or [])
+             + (getattr(args, "valid_data_path_and_name_and_type", None) or []) if name == "emotion_label"]
     if not paths and not float(aux.get("weight", 0) or 0):
         aux["labels"] = []  # no classifier (the semantic-only baseline): no labels needed
         return aux["labels"]
     if not paths:
         raise SystemExit("aux_conf.labels: from_data needs the training utt2emo as emotion_label data "
                          "(palign.sh passes it when aux_conf.weight > 0)")
-    aux["labels"] = sorted(set(read_kv(paths[0]).values()))
-    logging.info(f"aux_conf.labels from {paths[0]}: {aux['labels']}")
+    aux["labels"] = sorted({label for path in paths for label in read_kv(path).values()})
+    logging.info(f"aux_conf.labels from {', '.join(map(str, paths))}: {aux['labels']}")
     return aux["labels"]
 
 
@@ -206,8 +207,8 @@ class PalignTask(AbsTask):
                                 "in the first tokens of a reply, and a shorter row costs less")
         group.add_argument("--aux_conf", action=NestedDictAction, default={},
                            help="auxiliary emotion classifier on the pooled encoder output: weight (0: off, the "
-                                "paper's pure alignment), labels (the utt2emo labels, in order; from_data: the "
-                                "sorted labels of the training utt2emo, written into config.yaml)")
+                                "paper's pure alignment), labels (the utt2emo labels, in order; from_data: the sorted "
+                                "labels of the train and valid utt2emo, written into config.yaml)")
         group.add_argument("--teacher_meta", type=str_or_none, default=None,
                            help="stage 4's meta.yaml: training refuses targets written by other LLM weights "
                                 "(checked where the file exists; a packed model used elsewhere skips it)")

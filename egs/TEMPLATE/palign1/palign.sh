@@ -489,7 +489,7 @@ if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ] && [[ " ${baselines} " == *" 
     _cls=${_bdir}/cls
     log "Stage 11: cascades with an emotion classifier (ESPnet cls task; oracle and ASR transcripts) -> ${_cls}"
     mkdir -p "${_cls}"
-    cut -d' ' -f2 "${data_feats}/${train_set}/utt2emo" | LC_ALL=C sort -u > "${_cls}/labels"
+    cut -d' ' -f2 "${data_feats}/${train_set}/utt2emo" "${data_feats}/${valid_set}/utt2emo" | LC_ALL=C sort -u > "${_cls}/labels"
     echo "<unk>" >> "${_cls}/labels"
     _data=()
     for _phase in train valid; do

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from espnet_ext import cli, yaml_file
 from espnet_ext.envpath import expand
+from espnet_ext.palign.llm import check_local_path
 
 WEIGHTS = ("*.safetensors", "*.bin", "*.pt")
 HOW = ("download it once where the hub can be reached (huggingface-cli download <id> --local-dir DIR) and "
@@ -61,9 +62,10 @@ def check(config: Path) -> str:
     if folder.exists():
         problem = local_problem(folder, bool(llm.get("random_init")))
         return f"{where} {problem}" if problem else ""
-    if str(name).startswith(("/", ".", "~")) or str(name).count("/") != 1:
-        return (f"{where} does not exist (from {Path.cwd()}); prepare it first (the recipe's local/prepare_llm.sh) "
-                f"or give a hub id such as org/name")
+    try:
+        check_local_path(str(name))  # the loader's own rule for a name that can only be a folder
+    except FileNotFoundError as e:
+        return f"{config}: llm_conf.name_or_path (from {Path.cwd()}): {e}"
     problem = hub_problem(str(name))
     return f"{where} {problem}" if problem else ""
 

@@ -229,6 +229,67 @@ def pair_sensitivity(hyps: Dict[str, str], refs: Dict[str, str], pairs: Sequence
             "pairs_equal_teacher": len(pairs) - len(used)}
 
 
+# -- what was said: WER by prompting, sentence match ------------------------------------------------
+
+
+def normalise_words(text: str) -> List[str]:
+    """Words for WER: lower-cased, every character but letters, digits and inner apostrophes dropped
+    ("Don't!" -> ["don't"]), split on white space. The same rule for references and hypotheses."""
+    return re.findall(r"[a-z0-9]+(?:'[a-z0-9]+)*", text.lower())
+
+
+def word_error_rate(hyps: Dict[str, str], refs: Dict[str, str]) -> dict:
+    """Corpus WER of ``hyps`` against ``refs`` (word edit distance summed over utterances / reference words),
+    after ``normalise_words``, with a 95 % bootstrap interval over utterances. An utterance without a
+    hypothesis is an error, not a skip."""
+    import editdistance
+
+    missing = [u for u in refs if u not in hyps]
+    if missing:
+        raise KeyError(f"{len(missing)} utterance(s) have no transcript, e.g. '{missing[0]}'")
+    items = []
+    for u in sorted(refs):
+        ref, hyp = normalise_words(refs[u]), normalise_words(hyps[u])
+        items.append((editdistance.eval(ref, hyp), len(ref)))
+
+    def wer(sample):
+        return sum(e for e, _ in sample) / max(1, sum(n for _, n in sample))
+    return {"wer": wer(items), "wer_ci": bootstrap_ci(items, wer), "wer_ref_words": sum(n for _, n in items)}
+
+
+def sentence_match(hyps: Dict[str, str], refs: Dict[str, str], utt2emo: Dict[str, str],
+                   utt2sentid: Dict[str, str]) -> dict:
+    """Does a reply follow what was said? For each utterance, the teacher replies (``refs``) of the *same
+    emotion* are ranked by ROUGE-L F1 to its reply, so that the emotion clause cannot decide; it scores
+    the share of the best-ranked ones (ties share the credit) that answer the same sentence id. Chance is
+    about 1 / number of sentences; the teacher itself scores near 1."""
+    by_emotion: Dict[str, List[str]] = {}
+    for u in sorted(refs):
+        by_emotion.setdefault(utt2emo[u], []).append(u)
+    scorer = rouge_scorer(["rougeL"])
+    hits = []
+    for u in sorted(refs):
+        candidates = by_emotion[utt2emo[u]]
+        scores = np.array([scorer.score(refs[c], hyps[u])["rougeL"].fmeasure for c in candidates])
+        best = [c for c, s in zip(candidates, scores) if s == scores.max()]
+        hits.append(float(np.mean([utt2sentid[c] == utt2sentid[u] for c in best])))
+    sentences = len(set(utt2sentid[u] for u in refs))
+    return {"sentence_match": float(np.mean(hits)) if hits else 0.0,
+            "sentence_match_ci": bootstrap_ci(hits, lambda x: float(np.mean(x))),
+            "sentence_match_chance": 1.0 / max(1, sentences)}
+
+
+def reply_emotion(reply: str, words: Dict[str, Sequence[str]] = EMOTION_WORDS) -> Optional[str]:
+    """The emotion a reply states in its opening (the system prompt asks the LLM to say first how the
+    user feels): its first sentence, or a leading parenthesis, mapped as an emotion answer is."""
+    text = reply.strip()
+    if text.startswith("("):
+        opening = text[1:].split(")", 1)[0]
+    else:
+        opening = re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0]
+    return map_emotion(opening, words)
+
+
 # -- linear probe ----------------------------------------------------------------------------------
 
 

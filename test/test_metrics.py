@@ -84,6 +84,71 @@ def test_pair_sensitivity_heard_keeps_the_pairs_whose_emotions_were_named_right(
     assert s["pair_sensitivity_heard"] is None and s["pairs_heard"] == 0
 
 
+def test_word_error_rate_hand_computed():
+    """Normalised words (case, punctuation, inner apostrophes kept); edits summed over reference words."""
+    assert metrics.normalise_words("Don't stop, Me NOW!") == ["don't", "stop", "me", "now"]
+    # u1: "the cat sat" vs "the cat sat down" -> 1 insertion; u2: "i lost my keys" vs "i lost keys" -> 1
+    # deletion; u3: "hello there" vs "yellow there" -> 1 substitution. 3 edits / 9 reference words.
+    refs = {"u1": "The cat sat.", "u2": "I lost my keys!", "u3": "Hello there"}
+    hyps = {"u1": "the cat sat down", "u2": "I lost keys", "u3": "yellow, there"}
+    s = metrics.word_error_rate(hyps, refs)
+    assert s["wer"] == pytest.approx(3 / 9) and s["wer_ref_words"] == 9
+    lo, hi = s["wer_ci"]
+    assert 0 <= lo <= s["wer"] <= hi <= 1
+    assert metrics.word_error_rate(refs, refs)["wer"] == 0.0
+    with pytest.raises(KeyError, match="u3"):
+        metrics.word_error_rate({"u1": "x", "u2": "y"}, refs)
+
+
+def test_sentence_match_hand_computed():
+    """The nearest teacher reply of the same emotion must answer the same sentence; ties share the credit."""
+    emo = {"a_hap": "happy", "b_hap": "happy", "a_sad": "sad", "b_sad": "sad"}
+    sent = {"a_hap": "s1", "b_hap": "s2", "a_sad": "s1", "b_sad": "s2"}
+    refs = {"a_hap": "great, the keys turned up", "b_hap": "lovely, the train is on time",
+            "a_sad": "sorry, the keys are lost", "b_sad": "sorry, the train is late"}
+    hyps = {"a_hap": "the keys turned up, great",  # nearest happy reply: a_hap (s1) -> hit
+            "b_hap": "the keys turned up",          # follows the wrong sentence -> miss
+            "a_sad": "sorry",                        # ties a_sad and b_sad -> half a hit
+            "b_sad": "the train is late"}            # -> hit
+    s = metrics.sentence_match(hyps, refs, emo, sent)
+    assert s["sentence_match"] == pytest.approx((1 + 0 + 0.5 + 1) / 4)
+    assert s["sentence_match_chance"] == 0.5
+    assert metrics.sentence_match(refs, refs, emo, sent)["sentence_match"] == 1.0
+
+
+@pytest.mark.parametrize("reply, label", [
+    ("(The user sounds sad.) I'm sorry you lost your keys.", "sad"),
+    ("You sound really happy! That is wonderful news.", "happy"),
+    ("I'm sorry for your loss. You sound sad.", None),  # the opening names no emotion
+    ("You don't sound angry, just calm. Let's look.", "neutral"),
+    ("", None),
+])
+def test_reply_emotion_reads_the_opening(reply, label):
+    assert metrics.reply_emotion(reply) == label
+
+
+def test_score_reports_words_sentence_match_and_reply_emotion(tmp_path):
+    """scores.json gains WER by prompting (hyp_dir/asr), sentence match (utt2sentid) and reply emotion."""
+    from espnet_ext.bin import score
+
+    emo = {"a1": "happy", "a2": "sad", "b1": "happy", "b2": "sad"}
+    datadir.write_kv(tmp_path / "utt2emo", emo)
+    datadir.write_kv(tmp_path / "utt2spk", {u: "spk1" for u in emo})
+    datadir.write_kv(tmp_path / "utt2sentid", {"a1": "s1", "a2": "s1", "b1": "s2", "b2": "s2"})
+    datadir.write_kv(tmp_path / "text", {"a1": "my keys", "a2": "my keys", "b1": "the train", "b2": "the train"})
+    datadir.write_kv(tmp_path / "response", {"a1": "You sound happy. Keys found!", "a2": "You sound sad. Lost keys.",
+                                             "b1": "You sound happy. Train on time!", "b2": "You sound sad. Train late."})
+    hyp = tmp_path / "hyp"
+    hyp.mkdir()
+    datadir.write_kv(hyp / "text", {"a1": "You sound happy. Keys found!", "a2": "You sound happy. Lost keys.",
+                                    "b1": "You sound sad. Train on time!", "b2": "Lost keys."})
+    datadir.write_kv(hyp / "asr", {"a1": "My keys.", "a2": "my keys", "b1": "the rain", "b2": "a train"})
+    s = score.score(tmp_path, hyp, {})
+    assert s["reply_emotion_WA"] == 0.25 and s["reply_emotion_unmapped"] == 1  # a2 says happy, b1 sad, b2 nothing
+    assert s["wer"] == pytest.approx(2 / 8)
+    assert s["sentence_match"] == 0.75  # b2's reply follows sentence s1
+
+
 def test_score_jobs_file_gives_each_calls_scores_and_names_a_bad_line(tmp_path):
     """``score --jobs FILE`` (what a stage runs: its systems in one process) writes what one call per line
     writes; a line with bad options is named by file and line number."""

@@ -21,13 +21,16 @@ COLUMNS = [  # (key in scores.json, header, format)
     ("emotion_WA", "Emo WA [95% CI]", "{:.3f}"), ("emotion_alone_WA", "Emo WA, file alone [95% CI]", "{:.3f}"),
     ("emotion_UAR", "Emo UAR", "{:.3f}"),
     ("emotion_macro_F1", "Emo macro-F1", "{:.3f}"),
-    ("pair_sensitivity", "Pair sens. [95% CI]", "{:.3f}"), ("probe_acc", "Probe acc", "{:.3f}"),
+    ("pair_sensitivity", "Pair sens. [95% CI]", "{:.3f}"),
+    ("reply_emotion_WA", "Reply emo [95% CI]", "{:.3f}"),
+    ("wer", "WER by prompting [95% CI]", "{:.3f}"), ("sentence_match", "Sent. match [95% CI]", "{:.3f}"),
+    ("probe_acc", "Probe acc", "{:.3f}"),
     ("judge_score", "Judge (1-10)", "{:.2f}"),
 ]
 
 
 # the columns shown with their interval (scores.json has more)
-WITH_CI = ("emotion_WA", "emotion_alone_WA", "pair_sensitivity")
+WITH_CI = ("emotion_WA", "emotion_alone_WA", "pair_sensitivity", "reply_emotion_WA", "wer", "sentence_match")
 
 
 def cell(scores: dict, key: str, fmt: str) -> str:
@@ -53,7 +56,8 @@ def table(systems, dset: str) -> List[str]:
 
 
 ABLATION_COLUMNS = [("emotion_WA", "Emo WA"), ("emotion_alone_WA", "Emo WA, file alone"),
-                    ("pair_sensitivity", "Pair sens."), ("rougeL", "ROUGE-L"), ("probe_acc", "Probe acc")]
+                    ("pair_sensitivity", "Pair sens."), ("rougeL", "ROUGE-L"), ("wer", "WER"),
+                    ("sentence_match", "Sent. match"), ("probe_acc", "Probe acc")]
 
 
 def ablation_runs(abl_dir: Path, test_sets: List[str]) -> Dict[str, List[dict]]:
@@ -343,12 +347,19 @@ def main(argv=None) -> int:
               "models with `speaker_norm` only.",
               "- Pair sens.: share of minimal pairs (same sentence and voice, two emotions) whose two replies are "
               "each closer (ROUGE-L) to their own teacher reply than to the other's.",
+              "- Reply emo: the emotion the reply's opening states (the system prompt asks the LLM to say first how "
+              "the user feels), mapped as the emotion answers are: does the reply use what was heard?",
+              "- WER by prompting: the LLM asked \"Write down exactly what I said.\" (zero-shot for a model not "
+              "trained on the asr task); word edit distance over reference words, both lower-cased, punctuation "
+              "dropped except inner apostrophes. For the Whisper cascades: the transcript they read.",
+              "- Sent. match: among the teacher replies of the utterance's own emotion, the one closest (ROUGE-L) to "
+              "the reply answers the same sentence (`utt2sentid`); chance is 1 / the number of sentences.",
               "- Probe acc: logistic regression on mean-pooled speech tokens (train -> test); speech systems only.",
               "- Train steps: optimizer updates of the speech encoder behind the decoded model (text systems: none); "
               "Pre-train steps: those of stage 6's encoder pre-training before it, without the LLM (CTC on the "
               "transcript, the emotion classifier where the system has one).",
               "- Judge: an LLM rates 1-10 how well a reply shows the speaker's emotion was understood."]
-    lines += ["- [95% CI]: percentile bootstrap over utterances (WA) or minimal pairs (pair sens.), 1000 "
+    lines += ["- [95% CI]: percentile bootstrap over utterances (WA, WER, sentence match) or minimal pairs (pair sens.), 1000 "
               "resamples, fixed seed."]
     if args.judge_config and args.judge_config.exists():
         jc = yaml_file.load(args.judge_config)

@@ -32,7 +32,7 @@ def check_inputs(parser, args) -> None:
         if not (args.data_dir / "wav.scp").is_file():
             parser.error(f"--data_dir {args.data_dir}: no wav.scp")
     else:
-        for opt in ("output", "emotion_output", "emotion_alone_output", "spk_mean_scp", "transcripts"):
+        for opt in ("output", "emotion_output", "emotion_alone_output", "asr_output", "spk_mean_scp", "transcripts"):
             if getattr(args, opt) is not None:
                 parser.error(f"--{opt} works with --data_dir only (with --wav the replies go to stdout)")
     for wav in args.wav or []:
@@ -67,6 +67,9 @@ def main(argv=None) -> int:
     p.add_argument("--emotion_alone_output", type=Path, default=None,
                    help="with --data_dir: also ask the 'emotion' question of each file alone, without --spk_mean_scp "
                         "(what the demo and --wav hear), into this file")
+    p.add_argument("--asr_output", type=Path, default=None,
+                   help="with --data_dir: also ask the 'asr' task's question (\"Write down exactly what I said.\"; "
+                        "zero-shot for a model not trained on it) of the same encoding, into this file")
     p.add_argument("--spk_mean_scp", type=Path, default=None,
                    help="with --data_dir: each utterance's speaker mean (stage 5), for a speaker_norm model")
     p.add_argument("--transcripts", type=Path, default=None,
@@ -96,6 +99,13 @@ def main(argv=None) -> int:
         outputs, alone = {str(args.output): (task, user)}, {}
         if args.emotion_output is not None:
             outputs[str(args.emotion_output)] = question(model, train_args, "emotion", None)
+        if args.asr_output is not None:
+            if "asr" in model.tasks or "asr" in train_args.prompt_conf.get("student", {}):
+                outputs[str(args.asr_output)] = question(model, train_args, "asr", None)
+            else:  # the stage asks it of every model; a prompt config without it is not an error
+                logging.warning(f"--asr_output {args.asr_output}: the model's prompt config has no student 'asr' "
+                                f"turn; the words are not asked for")
+                args.asr_output.write_text("")
         if args.emotion_alone_output is not None:
             alone[str(args.emotion_alone_output)] = question(model, train_args, "emotion", None)
         decode_dir(model, train_args, args.data_dir, outputs, args.batch_size, args.max_new_tokens, args.device,

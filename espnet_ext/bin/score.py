@@ -2,6 +2,7 @@
 
 Reads the system's replies (``--hyp_dir``/text) and, when present, its answers to "What emotion do you
 hear?" (``--hyp_dir``/emotion, and ``emotion_alone``: each file decoded without its speaker's statistics),
+to "Write down exactly what I said." (``--hyp_dir``/asr: WER against the data dir's text),
 pooled speech tokens for the linear probe (``--probe_train`` and ``--probe_test`` .npz) and the judge's
 scores (``--hyp_dir``/judge). References come from the test data dir: ``response`` (emotion-conditioned
 teacher replies), ``utt2emo``, and ``utt2sentid`` (or ``text``) with ``utt2spk`` to form minimal pairs.
@@ -86,6 +87,17 @@ def score(ref_dir: Path, hyp_dir: Path, label_words: dict, probe_train=None, pro
     if embedder is not None:
         out["semantic_similarity"] = embedder.similarity(hyps, refs)
         out["semantic_similarity_model"] = embedder.name
+    words = emotion_words(emo, label_words)  # does the reply use what was heard? the emotion its opening states
+    stated = {u: metrics.reply_emotion(hyps[u], words) for u in emo}
+    cls = metrics.classification_scores(stated, emo, sorted(words))
+    out.update({"reply_emotion_WA": cls["WA"], "reply_emotion_unmapped": cls["unmapped"],
+                "reply_emotion_WA_ci": metrics.classification_cis(stated, emo, sorted(words))["WA_ci"]})
+    if (ref_dir / "utt2sentid").exists():  # does the reply follow what was said?
+        out.update(metrics.sentence_match(hyps, refs, emo, read_kv(ref_dir / "utt2sentid")))
+    if (hyp_dir / "asr").exists() and (hyp_dir / "asr").stat().st_size:  # the words, by prompting ("Write down exactly what I said.")
+        text = read_kv(ref_dir / "text")
+        out.update(metrics.word_error_rate(same_utterances(read_kv(hyp_dir / "asr"), hyp_dir / "asr", text,
+                                                           ref_dir / "text"), text))
     pairs = metrics.minimal_pairs(pair_groups(ref_dir), emo)
     out.update(metrics.pair_sensitivity(hyps, refs, pairs))
     for name in ("emotion", "emotion_alone"):  # emotion_alone: each file without its speaker's statistics
@@ -114,7 +126,7 @@ def get_parser():
     p.add_argument("--ref_dir", type=Path, required=True, help="test data dir with utt2emo, utt2spk")
     p.add_argument("--targets_dir", type=Path, default=None,
                    help="dir with the teacher's response (stage 4: exp/teacher_*/<set>); default --ref_dir")
-    p.add_argument("--hyp_dir", type=Path, required=True, help="dir with text [, emotion, emotion_alone, judge]")
+    p.add_argument("--hyp_dir", type=Path, required=True, help="dir with text [, emotion, emotion_alone, asr, judge]")
     p.add_argument("--output", type=Path, required=True, help="scores.json")
     p.add_argument("--system", default=None, choices=sorted(systems.NAMES),
                    help="declare what --hyp_dir holds: system.yaml is written beside scores.json (stage 12 reads it)")

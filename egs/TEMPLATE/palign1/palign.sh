@@ -361,7 +361,7 @@ decode_model() {  # $1: the stage this runs as (its log lines and time go there)
         _dir=${palign_exp}/${inference_tag}/${dset}; mkdir -p "${_dir}/logdir"
         _n=$(min "${inference_nj}" "$(wc -l < "${data_feats}/${dset}/wav.scp")")
         utils/split_data_dir.sh "${data_feats}/${dset}" "${_n}" --out "${_dir}/logdir/split${_n}" > /dev/null
-        _spk=() _files="text emotion"
+        _spk=() _files="text emotion asr"
         [ -n "${inference_transcripts}" ] && _spk+=(--transcripts "${inference_transcripts}/${dset}/text")
         if [ "${speaker_norm}" = True ]; then
             # With the speaker's statistics, and the emotion question again for each file alone, without them:
@@ -370,15 +370,16 @@ decode_model() {  # $1: the stage this runs as (its log lines and time go there)
                   --emotion_alone_output "${_dir}/logdir/emotion_alone.JOB")
             _files+=" emotion_alone"
         fi
-        # The reply, and the answer to "What emotion do you hear?" (the prompt config's student 'emotion'
-        # turn) from the same encoding, with the reply's token budget: the text baselines' answers get the
+        # The reply, the answers to "What emotion do you hear?" and "Write down exactly what I said." (the
+        # prompt config's student 'emotion' and 'asr' turns) from the same encoding, with the reply's token budget: the text baselines' answers get the
         # teacher's, and a cut answer ("The user's voice is quite melanch") would be scored wrong.
         # shellcheck disable=SC2086
         ${decode_cmd} --gpu "$("${gpu_inference}" && echo 1 || echo 0)" \
             --num_threads "$(threads_per_job "${_n}")" JOB=1:"${_n}" "${_dir}/logdir/decode.JOB.log" \
             ${python} -m espnet_ext.bin.palign_inference --model_dir "${palign_exp}" "${_opts[@]}" \
             --data_dir "${_dir}/logdir/split${_n}/JOB" --output "${_dir}/logdir/text.JOB" \
-            --emotion_output "${_dir}/logdir/emotion.JOB" "${_spk[@]}" --device "${_device}" ${inference_args}
+            --emotion_output "${_dir}/logdir/emotion.JOB" --asr_output "${_dir}/logdir/asr.JOB" "${_spk[@]}" \
+            --device "${_device}" ${inference_args}
         for f in ${_files}; do
             for i in $(seq "${_n}"); do cat "${_dir}/logdir/${f}.${i}"; done | LC_ALL=C sort > "${_dir}/${f}"
         done
@@ -471,6 +472,8 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
             esac
             ${python} -m espnet_ext.bin.text_system --ref_dir "${data_feats}/${dset}" --out_dir "${_bdir}/${sys}/${dset}" \
                 --config "${teacher_config}" --cache "${_bdir}/cache" --known_replies "${teacher_dir}" --device "${_device}" "${_opts[@]}"
+            # the words a cascade reads: its WER is the ASR's
+            [ "${sys}" = text_asr ] && cp "${_bdir}/asr/${dset}/text" "${_bdir}/${sys}/${dset}/asr"
             score_system "${_bdir}/${sys}/${dset}" "${dset}" "${sys}"
         done
     done
@@ -514,6 +517,7 @@ if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ] && [[ " ${baselines} " == *" 
         ${python} -m espnet_ext.bin.text_system --ref_dir "${data_feats}/${dset}" --out_dir "${_bdir}/cls_asr/${dset}" \
             --config "${teacher_config}" --cache "${_bdir}/cache" --known_replies "${teacher_dir}" --device "${_device}" \
             --with_emotion true --labels "${_cls}/${dset}/utt2emo_pred" --transcripts "${_bdir}/asr/${dset}/text"
+        cp "${_bdir}/asr/${dset}/text" "${_bdir}/cls_asr/${dset}/asr"
         score_system "${_bdir}/cls_asr/${dset}" "${dset}" cls_asr
     done
     score_queued

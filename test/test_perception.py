@@ -61,6 +61,59 @@ def test_whisper_pitch_frontend_frames_pitch_and_level():
     assert (energy[1] - energy[0]).mean().item() == pytest.approx(math.log(16), abs=0.05)  # level kept
 
 
+def test_dumped_whisper_features_equal_the_frontends_for_a_file(tmp_path, tiny_llm):
+    """Stage 3's dump of a file is what the frontend gives that file in the model, alone or in a batch (Whisper
+    has no padding mask, so each utterance is encoded alone); a rerun recomputes nothing; and a model fed
+    the dumped features (B, T, D) encodes them as it encodes the audio."""
+    import kaldiio
+    import soundfile
+    import yaml
+
+    from espnet_ext.audio import resample
+    from espnet_ext.bin import dump_feats
+    from espnet_ext.palign.frontend import WhisperPitchFrontend
+    from espnet_ext.synth.espeak import Espeak
+
+    engine = Espeak()
+    data = tmp_path / "data"
+    data.mkdir()
+    waves = {}
+    for utt, text in (("u1", "I saw him again at the station."), ("u2", "Good morning.")):
+        waves[utt] = resample(engine.synth(text, "en-us"), engine.sample_rate, 16000).astype(np.float32)
+        soundfile.write(str(data / f"{utt}.wav"), waves[utt], 16000, subtype="FLOAT")
+    (data / "wav.scp").write_text("".join(f"{u} {data / u}.wav\n" for u in waves))
+    conf = {"frontend": "whisper_pitch", "frontend_conf": {"pitch_features": ["log_f0", "rel_log_f0", "voicing"]}}
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump(conf))
+    out = tmp_path / "feats"
+    args = ["--train_config", str(config), "--data_dir", str(data), "--out_dir", str(out)]
+    assert dump_feats.main(args) == 0
+    dumped = dict(kaldiio.load_scp(str(out / "feats.scp")))
+    fe = WhisperPitchFrontend(**conf["frontend_conf"])
+    lengths = torch.tensor([len(waves["u1"]), len(waves["u2"])])
+    batch = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(waves[u]) for u in ("u1", "u2")], batch_first=True)
+    feats, feat_lengths = fe(batch, lengths)
+    for i, utt in enumerate(("u1", "u2")):
+        assert dumped[utt].shape == (int(feat_lengths[i]), 388)
+        np.testing.assert_allclose(dumped[utt], feats[i, : feat_lengths[i]].numpy(), rtol=0, atol=1e-5)
+    assert (out / "feats_shape").read_text().split("\n")[0] == f"u1 {int(feat_lengths[0])},388"
+    ark_time = (out / "feats.ark").stat().st_mtime_ns
+    assert dump_feats.main(args) == 0 and (out / "feats.ark").stat().st_mtime_ns == ark_time  # up to date
+    conf["frontend_conf"]["pitch_features"] = ["voicing"]  # another frontend: the dump is redone
+    config.write_text(yaml.safe_dump(conf))
+    assert dump_feats.main(args) == 0
+    assert next(iter(kaldiio.load_scp(str(out / "feats.scp")).values())).shape[1] == 386
+
+    model = _build(tiny_llm).eval()  # any frontend: (B, T, D) input skips it
+    wave = torch.from_numpy(waves["u2"])[None]
+    n = torch.tensor([wave.shape[1]])
+    with torch.no_grad():
+        x, x_len = model.frontend(wave, n)
+        from_audio = model.encode(wave, n)[0]
+        from_feats = model.encode(x, x_len)[0]
+    torch.testing.assert_close(from_feats, from_audio)
+
+
 def test_whisper_batched_short_window_transcripts():
     """Batched transcription pads to a 10 s window (or 30 s for longer audio) and reads the words right."""
     from espnet_ext.whisper_asr import WhisperASR

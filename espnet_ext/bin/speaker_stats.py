@@ -53,6 +53,18 @@ def utterance_means(frontend, wav_scp: dict, batch_size: int = 16) -> dict:
     return means
 
 
+def utterance_means_from_dump(feats_scp: Path, keys) -> dict:
+    """The same means from stage 3's dumped features (the frontend's output, one utterance each)."""
+    import kaldiio
+
+    table = kaldiio.load_scp(str(feats_scp))
+    missing = [k for k in keys if k not in table]
+    if missing:
+        raise SystemExit(f"{feats_scp}: {len(missing)} utterance(s) of wav.scp have no features (e.g. "
+                         f"'{missing[0]}'): rerun stage 3")
+    return {k: table[k].mean(0).astype(np.float32) for k in tqdm(sorted(keys), desc="speaker stats", mininterval=10)}
+
+
 def speaker_means(utt_means: dict, utt2spk: dict) -> dict:
     by_spk = defaultdict(list)
     for utt, m in utt_means.items():
@@ -66,8 +78,10 @@ def main(argv=None) -> int:
                    help="the training YAML, whose frontend and frontend_conf compute the features")
     p.add_argument("--data_dirs", type=Path, nargs="+", required=True)
     p.add_argument("--out", type=Path, required=True, help="OUT/<set name>/spk_mean.scp is written")
+    p.add_argument("--feats_dir", type=Path, default=None,
+                   help="stage 3's dump: FEATS_DIR/<set name>/feats.scp is read instead of running the frontend")
     args = cli.parse(p, argv)
-    frontend = build_frontend(args.train_config)
+    frontend = None if args.feats_dir is not None else build_frontend(args.train_config)
     for d in args.data_dirs:
         out = args.out / d.name
         wav_scp = read_kv(d / "wav.scp")
@@ -75,7 +89,9 @@ def main(argv=None) -> int:
             logging.info(f"{out}/spk_mean.scp: up to date")
             continue
         utt2spk = read_kv(d / "utt2spk")
-        means = speaker_means(utterance_means(frontend, wav_scp), utt2spk)
+        utt_means = (utterance_means(frontend, wav_scp) if frontend is not None
+                     else utterance_means_from_dump(args.feats_dir / d.name / "feats.scp", wav_scp))
+        means = speaker_means(utt_means, utt2spk)
         out.mkdir(parents=True, exist_ok=True)
         for spk, m in means.items():
             np.save(out / f"{spk}.npy", m)

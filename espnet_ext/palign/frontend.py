@@ -178,9 +178,13 @@ class WhisperPitchFrontend(AbsFrontend):
 
     def forward(self, input: torch.Tensor, input_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
-            feats = self._encode([input[i, : int(n)] for i, n in enumerate(input_lengths)]).to(input.device)
+            # One utterance at a time: Whisper's encoder has no padding mask, so in a batch a short
+            # utterance's frames would depend on its neighbours' lengths; alone, a file gets the same
+            # features in training, in stage 3's dump and in the demo.
+            each = [self._encode([input[i, : int(n)]])[0] for i, n in enumerate(input_lengths)]
+            feats = torch.nn.utils.rnn.pad_sequence(each, batch_first=True).to(input.device)
             lengths = torch.div(input_lengths + self.hop_length - 1, self.hop_length, rounding_mode="floor")
-            lengths = lengths.clamp(max=feats.shape[1])
+            lengths = torch.minimum(lengths, torch.tensor([len(e) for e in each], device=lengths.device))
             extra = []
             if self.pitch_features:
                 extra.append(pitch_track(input, input_lengths, self.pitch_features, self.fs, self.hop_length,

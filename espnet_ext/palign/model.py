@@ -233,7 +233,7 @@ class ParaAlignModel(AbsESPnetModel):
 
     def _extract_feats(self, speech, speech_lengths, spk_mean: Optional[torch.Tensor] = None):
         speech = speech[:, : speech_lengths.max()]
-        if self.frontend is None:  # features were dumped by stage 3
+        if self.frontend is None or speech.dim() == 3:  # (B, T, D): the frontend's features, dumped by stage 3
             feats, lengths = speech, speech_lengths
         else:
             feats, lengths = self.frontend(speech, speech_lengths)

@@ -28,6 +28,9 @@ local_data_opts=""     # passed to local/data.sh
 train_set=""           # name of the training set under data/
 valid_set=""           # name of the validation set
 test_sets=""           # names of the test sets, space separated
+feats_type=raw         # raw: the frontend runs inside the model; extracted: stage 3 dumps the training
+                       # config's frontend features once (a frozen pre-trained frontend: whisper_pitch) and
+                       # stages 5-6 read them (decoding still starts from audio, through the same frontend)
 fs=16000               # sample rate after stage 2
 min_dur=0.1            # stage 2 drops shorter utterances (seconds)
 max_dur=30.0           # stage 2 drops longer utterances (seconds)
@@ -66,13 +69,13 @@ results_md=RESULTS.md  # stage 12's report (plots in images/ beside it); a smoke
 help_message=$(cat << EOF
 Usage: $0 --train_set <name> --valid_set <name> --test_sets "<name> ..." [options]
 Stages: 1 data prep (local/data.sh) . 2 audio format (${fs} Hz mono, duration filter)
-        3 (reserved: frontend features) . 4 teacher replies . 5 stats/shapes
+        3 frontend features (--feats_type extracted) . 4 teacher replies . 5 stats/shapes
         6 training (first an encoder pre-training without the LLM if the config has pretrain_conf) . 7 decoding
 Options (defaults after the names):
   --stage ${stage}  --stop_stage ${stop_stage}  --nj ${nj}  --inference_nj ${inference_nj}
   --ngpu ${ngpu}  --gpu_inference ${gpu_inference}  --dumpdir ${dumpdir}  --expdir ${expdir}
   --local_data_opts "..."   options for local/data.sh
-  --fs ${fs}  --min_dur ${min_dur}  --max_dur ${max_dur}
+  --feats_type ${feats_type}  --fs ${fs}  --min_dur ${min_dur}  --max_dur ${max_dur}
   --teacher_config FILE  --teacher_tasks "${teacher_tasks}"  --teacher_nj N  --teacher_python PYTHON
   --palign_config FILE  --palign_args "..."  --palign_tag NAME  --palign_target ${palign_target}
   --num_threads ${num_threads}
@@ -138,7 +141,7 @@ need() {
         [ -e "${f}" ] && continue
         case "${f}" in
             "${teacher_dir}"/*) s=4 ;; "${expdir}"/stats/*|"${expdir}"/spk_stats/*) s=5 ;;
-            "${expdir}"/palign_*) s=6 ;; "${data_feats}"/*) s=2 ;; *) s=0 ;;
+            "${expdir}"/palign_*) s=6 ;; "${data_feats}"/*) s=2 ;; "${dumpdir}"/feats_*) s=3 ;; *) s=0 ;;
         esac
         missing+=("${f}")
         if [ -z "${first}" ] || [ "${s}" -lt "${first%% *}" ]; then first="${s} ${f}"; fi
@@ -153,11 +156,13 @@ need() {
     [ ${#missing[@]} -gt 1 ] && log "(${#missing[@]} inputs missing in all: ${missing[*]})"
     exit 2
 }
-speaker_norm=False; spk_stats=""
+speaker_norm=False; spk_stats=""; feats_dir=""
 if [ -n "${palign_config}" ]; then
     [ "$(conf_get "${palign_config}" speaker_norm)" = True ] && speaker_norm=True
     spk_stats=${expdir}/spk_stats/$(basename "${palign_config}" .yaml)
+    feats_dir=${dumpdir}/feats_$(conf_get "${palign_config}" frontend)  # stage 3's, --feats_type extracted
 fi
+case "${feats_type}" in raw|extracted) ;; *) log "--feats_type must be raw or extracted, got '${feats_type}'"; exit 2 ;; esac
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     log "Stage 1: data preparation (local/data.sh ${local_data_opts})"
@@ -199,7 +204,17 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
 fi
 
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
-    log "Stage 3: nothing to dump: the frozen frontend runs inside the model on ${data_feats} audio"
+    if [ "${feats_type}" = extracted ]; then
+        _stage=3; require palign_config
+        log "Stage 3: the frozen frontend's features of ${all_sets} -> ${feats_dir}"
+        for dset in ${all_sets}; do
+            need "${data_feats}/${dset}/wav.scp"
+            ${python} -m espnet_ext.bin.dump_feats --train_config "${palign_config}" \
+                --data_dir "${data_feats}/${dset}" --out_dir "${feats_dir}/${dset}"
+        done
+    else
+        log "Stage 3: nothing to dump (--feats_type raw): the frontend runs inside the model on ${data_feats} audio"
+    fi
 fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
@@ -241,7 +256,11 @@ set_data_opts() {  # called when stage 4's files exist; $1=encoder_only: no LLM 
     if nonzero "${_ctc}" || student_reads_text; then _transcript=true; fi  # CTC's target, or words in the prompt
     for _phase in train valid; do
         if [ "${_phase}" = train ]; then _dset=${train_set}; else _dset=${valid_set}; fi
-        _data_opts+=(--${_phase}_data_path_and_name_and_type "${data_feats}/${_dset}/wav.scp,speech,sound")
+        if [ "${feats_type}" = extracted ]; then
+            _data_opts+=(--${_phase}_data_path_and_name_and_type "${feats_dir}/${_dset}/feats.scp,speech,kaldi_ark")
+        else
+            _data_opts+=(--${_phase}_data_path_and_name_and_type "${data_feats}/${_dset}/wav.scp,speech,sound")
+        fi
         if [ "${speaker_norm}" = True ]; then
             _data_opts+=(--${_phase}_data_path_and_name_and_type "${spk_stats}/${_dset}/spk_mean.scp,spk_mean,npy")
         fi
@@ -285,7 +304,9 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
         log "Stage 5: each speaker's mean features (speaker_norm) -> ${spk_stats}"
         _dirs=""; for dset in ${all_sets}; do _dirs+=" ${data_feats}/${dset}"; done
         # shellcheck disable=SC2086
-        ${python} -m espnet_ext.bin.speaker_stats --train_config "${palign_config}" --data_dirs ${_dirs} --out "${spk_stats}"
+        _opts=(); [ "${feats_type}" = extracted ] && _opts+=(--feats_dir "${feats_dir}")
+        ${python} -m espnet_ext.bin.speaker_stats --train_config "${palign_config}" --data_dirs ${_dirs} \
+            --out "${spk_stats}" "${_opts[@]}"
     fi
     set_data_opts
     log "Stage 5: collect feature statistics and shapes -> ${stats_dir}"

@@ -1,0 +1,88 @@
+"""Stage 3: the training config's frozen frontend run once over a data dir -> feats.scp (kaldiio ark).
+
+A frozen pre-trained frontend (Whisper's encoder) costs more per step than the small encoder trained on
+it; dumped, training reads its output instead of recomputing it every epoch. Each utterance is encoded
+alone, so a file's features are the ones the same frontend gives it inside the model (the demo, stage 7).
+Writes OUT/feats.scp, OUT/feats.ark, OUT/feats_shape (``utt frames,dims``) and OUT/frontend.yaml (which
+frontend made them: a dump made by another one is redone, not reused). Up to date: nothing is recomputed.
+
+    python -m espnet_ext.bin.dump_feats --train_config conf/train.yaml --data_dir dump/raw/train --out_dir dump/feats/train
+"""
+import logging
+import os
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from espnet_ext import cli, yaml_file
+from espnet_ext.audio import load_mono
+from espnet_ext.bin.speaker_stats import FS, build_frontend
+from espnet_ext.datadir import read_kv, write_atomic, write_kv
+
+
+def frontend_stamp(config: Path) -> dict:
+    """What decides the features: the frontend's name and options (paths as written)."""
+    conf = yaml_file.load(config) or {}
+    return {"frontend": conf.get("frontend"), "frontend_conf": conf.get("frontend_conf") or {}}
+
+
+def is_up_to_date(out_dir: Path, keys, stamp: dict) -> bool:
+    scp, made_by = out_dir / "feats.scp", out_dir / "frontend.yaml"
+    return (scp.is_file() and made_by.is_file() and yaml_file.load(made_by) == stamp
+            and set(read_kv(scp)) == set(keys))
+
+
+@torch.no_grad()
+def dump(frontend, wav_scp: dict, out_dir: Path) -> int:
+    """Write every utterance's features; into temporary files first, renamed at the end (a killed job
+    leaves no half dump that looks whole)."""
+    import kaldiio
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = f".tmp{os.getpid()}"
+    ark, scp = out_dir / f"feats.ark{tmp}", out_dir / f"feats.scp{tmp}"
+    shapes = {}
+    with kaldiio.WriteHelper(f"ark,scp:{ark},{scp}") as writer:
+        for utt in tqdm(sorted(wav_scp), desc=f"dump {out_dir}", mininterval=10):
+            try:
+                wave = torch.from_numpy(load_mono(wav_scp[utt], FS))
+            except Exception as e:
+                raise SystemExit(f"{out_dir}: utterance '{utt}' ({wav_scp[utt]}): cannot read audio: {e}")
+            feats, lengths = frontend(wave[None], torch.tensor([len(wave)]))
+            x = feats[0, : int(lengths[0])].float().numpy()
+            writer(utt, x)
+            shapes[utt] = f"{x.shape[0]},{x.shape[1]}"
+    ark.rename(out_dir / "feats.ark")
+    # the scp names the temporary ark: point it at the final one
+    lines = scp.read_text().replace(f"feats.ark{tmp}:", "feats.ark:")
+    (out_dir / "feats.scp").write_text(lines)
+    scp.unlink()
+    write_kv(out_dir / "feats_shape", shapes)
+    return len(shapes)
+
+
+def main(argv=None) -> int:
+    p = cli.get_parser(__doc__)
+    p.add_argument("--train_config", type=Path, required=True, help="the training YAML: its frontend and frontend_conf")
+    p.add_argument("--data_dir", type=Path, required=True, help="data dir with wav.scp")
+    p.add_argument("--out_dir", type=Path, required=True)
+    args = cli.parse(p, argv)
+    wav_scp = read_kv(args.data_dir / "wav.scp")
+    stamp = frontend_stamp(args.train_config)
+    if not stamp["frontend"]:
+        raise SystemExit(f"{args.train_config}: no 'frontend' to dump features of")
+    if is_up_to_date(args.out_dir, wav_scp, stamp):
+        logging.info(f"{args.out_dir}/feats.scp: up to date")
+        return 0
+    (args.out_dir / "frontend.yaml").unlink(missing_ok=True)
+    n = dump(build_frontend(args.train_config), wav_scp, args.out_dir)
+    write_atomic(args.out_dir / "frontend.yaml", yaml.safe_dump(stamp, sort_keys=False).encode())
+    logging.info(f"{args.out_dir}/feats.scp: {n} utterances")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

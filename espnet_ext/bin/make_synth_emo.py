@@ -18,7 +18,9 @@ def main(argv=None) -> int:
         p.add_argument(f"--{field}", type=int, default=default)
     args = cli.parse(p, argv)
     design = Design(**{k: getattr(args, k) for k in Design().__dict__})
-    counts = build(args.sentences, args.data_dir, args.wav_dir, seed=args.seed, fs=args.fs, design=design)
+    splits = ("train", "valid", "test", "test_unseen") + (("train_words",) if design.words_utterances else ())
+    counts = build(args.sentences, args.data_dir, args.wav_dir, seed=args.seed, fs=args.fs, design=design,
+                   splits=splits)
     for split, c in counts.items():
         logging.info(f"{split}: " + ", ".join(f"{v} {k}" for k, v in c.items()))
     return 0

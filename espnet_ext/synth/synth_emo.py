@@ -96,6 +96,23 @@ class Design:
     num_unseen_sentences: int = 32
     num_test_sentences: int = 24
     num_test_unseen_sentences: int = 16
+    words_utterances: int = 0  # > 0: a train_words split of that many utterances for learning the words
+
+
+def word_sequences(n: int, seed: int, min_words: int = 5, max_words: int = 9) -> List[str]:
+    """``n`` random sequences of common English words (Faker's en_US word list, 2,000+ words, chosen by
+    no one here): what was said, without a sentence's predictability, for the transcription task. They
+    share no design with the corpus sentences; some of their words are in the held-out sentences, as a
+    general vocabulary's would be."""
+    from faker.providers.lorem.en_US import Provider
+
+    words = sorted(set(Provider.word_list))
+    rng = random.Random(f"{seed}-words")
+    out = []
+    for _ in range(n):
+        seq = [rng.choice(words) for _ in range(rng.randint(min_words, max_words))]
+        out.append(" ".join(seq).capitalize() + ".")
+    return out
 
 
 def read_sentences(path: Path) -> List[str]:
@@ -131,7 +148,8 @@ def plan_splits(num_sentences: int, design: Design, seed: int) -> Dict[str, List
     test_voices = TEST_VOICES[:design.test_voices]
     return {"train": train_plan, "valid": valid_plan,
             "test": [(v, test_sents) for v in test_voices],
-            "test_unseen": [(v, unseen_sents) for v in test_voices]}
+            "test_unseen": [(v, unseen_sents) for v in test_voices],
+            "train_words": [(v, []) for v in train]}  # its utterances: build() deals them to these voices
 
 
 def render(text: str, voice: Voice, emotion: str, rng: random.Random, fs: int, noise_seed: int = 0) -> np.ndarray:
@@ -165,10 +183,17 @@ def build(sentences_file: Path, out_data: Path, wav_dir: Path, seed: int = 777, 
         files: Dict[str, Dict[str, str]] = {k: {} for k in ("wav.scp", "text", "utt2spk", "utt2emo", "utt2sentid")}
         rng = random.Random(f"{seed}-{split}")
         (wav_dir / split).mkdir(parents=True, exist_ok=True)
-        jobs = [(v, emo, sid) for v, sent_ids in plan[split] for emo in EMOTIONS for sid in sent_ids]
+        if split == "train_words":  # one random emotion per utterance, the training voices in turn
+            texts = word_sequences(design.words_utterances, seed)
+            voices = [v for v, _ in plan[split]]
+            jobs = [(voices[i % len(voices)], rng.choice(list(EMOTIONS)), i + 1) for i in range(len(texts))]
+        else:
+            jobs = [(v, emo, sid) for v, sent_ids in plan[split] for emo in EMOTIONS for sid in sent_ids]
         for voice, emo, sid in tqdm(jobs, desc=f"synth {split}", disable=not progress, mininterval=5):
-            utt = f"{voice.name}_{emo}_s{sid:03d}"
-            text = sentences[sid - 1]
+            if split == "train_words":
+                utt, text = f"{voice.name}_{emo}_w{sid:05d}", texts[sid - 1]
+            else:
+                utt, text = f"{voice.name}_{emo}_s{sid:03d}", sentences[sid - 1]
             path = wav_dir / split / f"{utt}.wav"
             # always drawn, so the jitter does not depend on resuming; the noise seed is the utterance's own
             x = render(text, voice, emo, rng, fs, noise_seed=zlib.crc32(f"{seed}-{split}-{utt}".encode()) & 0x7FFFFFFF)
@@ -178,7 +203,7 @@ def build(sentences_file: Path, out_data: Path, wav_dir: Path, seed: int = 777, 
             files["text"][utt] = text
             files["utt2spk"][utt] = voice.name
             files["utt2emo"][utt] = emo
-            files["utt2sentid"][utt] = f"s{sid:03d}"
+            files["utt2sentid"][utt] = f"{'w' if split == 'train_words' else 's'}{sid:03d}"
         d = out_data / split
         d.mkdir(parents=True, exist_ok=True)
         for name, kv in files.items():

@@ -28,6 +28,8 @@ local_data_opts=""     # passed to local/data.sh
 train_set=""           # name of the training set under data/
 valid_set=""           # name of the validation set
 test_sets=""           # names of the test sets, space separated
+pretrain_sets=""       # more sets for stage 6's encoder pre-training only (beside --train_set; no teacher
+                       # targets: the transcript and the emotion label), e.g. synth_emo's train_words
 feats_type=raw         # raw: the frontend runs inside the model; extracted: stage 3 dumps the training
                        # config's frontend features once (a frozen pre-trained frontend: whisper_pitch) and
                        # stages 5-6 read them (decoding still starts from audio, through the same frontend)
@@ -98,6 +100,9 @@ orig_args=("$@")
 [ -n "$train_set" ] || { log "--train_set is required"; exit 2; }
 [ -n "$valid_set" ] || { log "--valid_set is required"; exit 2; }
 all_sets="${train_set} ${valid_set} ${test_sets}"
+data_sets="${all_sets} ${pretrain_sets}"  # the sets of stages 1-3 and the speaker statistics
+pretrain_set=${train_set}  # what the encoder pre-training reads: the train set with --pretrain_sets
+[ -n "${pretrain_sets// /}" ] && pretrain_set=${train_set}_pretrain
 teacher_nj=${teacher_nj:-${nj}}
 for _opt in stage stop_stage nj inference_nj teacher_nj ngpu probe_max_utts; do
     [[ "${!_opt}" =~ ^[0-9]+$ ]] || { log "--${_opt} must be a whole number, got '${!_opt}'"; exit 2; }
@@ -112,7 +117,7 @@ use_target() {  # the model aligned to target $1: palign_target, palign_tag, pal
     palign_exp=${expdir}/palign_${palign_tag}
 }
 use_target "${palign_target}"
-stats_dir=${expdir}/stats
+stats_dir=${expdir}/stats/${base_tag:-default}  # per training config: another frontend has other feature statistics
 teacher_dir=${expdir}/$(basename "${teacher_config:-teacher}" .yaml)
 [ -z "${inference_tag}" ] && inference_tag=$(basename "${inference_config:-decode}" .yaml)
 if "${gpu_inference}"; then _device=cuda; else _device=cpu; fi
@@ -168,14 +173,14 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     log "Stage 1: data preparation (local/data.sh ${local_data_opts})"
     # shellcheck disable=SC2086
     local/data.sh ${local_data_opts}
-    for dset in ${all_sets}; do
+    for dset in ${data_sets}; do
         utils/validate_data_dir.sh "data/${dset}"
     done
 fi
 
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     log "Stage 2: format audio to ${fs} Hz mono WAV in ${dumpdir}/raw, keep ${min_dur}-${max_dur} s"
-    for dset in ${all_sets}; do
+    for dset in ${data_sets}; do
         src=data/${dset}; dst=${dumpdir}/raw/${dset}
         _nj=$(min "${nj}" "$(wc -l < "${src}/utt2spk")")
         utils/split_data_dir.sh "${src}" "${_nj}" > /dev/null
@@ -201,17 +206,30 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
         utils/fix_data_dir.sh "${dst}"
         utils/validate_data_dir.sh "${dst}"
     done
+    if [ "${pretrain_set}" != "${train_set}" ]; then  # the pre-training's set: the train set and --pretrain_sets
+        _dirs=""; for dset in ${train_set} ${pretrain_sets}; do _dirs+=" ${data_feats}/${dset}"; done
+        # shellcheck disable=SC2086
+        utils/combine_data.sh "${data_feats}/${pretrain_set}" ${_dirs}
+    fi
 fi
 
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     if [ "${feats_type}" = extracted ]; then
         _stage=3; require palign_config
-        log "Stage 3: the frozen frontend's features of ${all_sets} -> ${feats_dir}"
-        for dset in ${all_sets}; do
+        log "Stage 3: the frozen frontend's features of ${data_sets} -> ${feats_dir}"
+        for dset in ${data_sets}; do
             need "${data_feats}/${dset}/wav.scp"
             ${python} -m espnet_ext.bin.dump_feats --train_config "${palign_config}" \
                 --data_dir "${data_feats}/${dset}" --out_dir "${feats_dir}/${dset}"
         done
+        if [ "${pretrain_set}" != "${train_set}" ]; then  # its parts' features, not computed twice
+            mkdir -p "${feats_dir}/${pretrain_set}"
+            for f in feats.scp feats_shape; do
+                for dset in ${train_set} ${pretrain_sets}; do cat "${feats_dir}/${dset}/${f}"; done \
+                    | LC_ALL=C sort > "${feats_dir}/${pretrain_set}/${f}"
+            done
+            cp "${feats_dir}/${train_set}/frontend.yaml" "${feats_dir}/${pretrain_set}/"
+        fi
     else
         log "Stage 3: nothing to dump (--feats_type raw): the frontend runs inside the model on ${data_feats} audio"
     fi
@@ -253,9 +271,14 @@ set_data_opts() {  # called when stage 4's files exist; $1=encoder_only: no LLM 
     _aux=$(conf_get "${palign_config}" aux_conf.weight)
     [ "${palign_target}" = response ] || _aux=0  # the semantic-only baseline has no emotion classifier
     _ctc=$(conf_get "${palign_config}" ctc_conf.weight)
+    _train=${train_set}
+    if [ "${1:-}" = encoder_only ]; then  # the pre-training: its own set, and its own CTC weight if it has one
+        _train=${pretrain_set}
+        _t=$(conf_get "${palign_config}" pretrain_conf.ctc_conf.weight); _ctc=${_t:-${_ctc}}
+    fi
     if nonzero "${_ctc}" || student_reads_text; then _transcript=true; fi  # CTC's target, or words in the prompt
     for _phase in train valid; do
-        if [ "${_phase}" = train ]; then _dset=${train_set}; else _dset=${valid_set}; fi
+        if [ "${_phase}" = train ]; then _dset=${_train}; else _dset=${valid_set}; fi
         if [ "${feats_type}" = extracted ]; then
             _data_opts+=(--${_phase}_data_path_and_name_and_type "${feats_dir}/${_dset}/feats.scp,speech,kaldi_ark")
         else
@@ -302,7 +325,8 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     ${python} -m espnet_ext.bin.check_llm "${palign_config}" || exit 2
     if [ "${speaker_norm}" = True ]; then
         log "Stage 5: each speaker's mean features (speaker_norm) -> ${spk_stats}"
-        _dirs=""; for dset in ${all_sets}; do _dirs+=" ${data_feats}/${dset}"; done
+        _dirs=""; for dset in $(echo "${all_sets} ${pretrain_set}" | tr ' ' '\n' | sort -u); do
+            _dirs+=" ${data_feats}/${dset}"; done
         # shellcheck disable=SC2086
         _opts=(); [ "${feats_type}" = extracted ] && _opts+=(--feats_dir "${feats_dir}")
         ${python} -m espnet_ext.bin.speaker_stats --train_config "${palign_config}" --data_dirs ${_dirs} \
@@ -327,8 +351,11 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     ${python} -m espnet2.bin.aggregate_stats_dirs ${_dirs} --output_dir "${stats_dir}"
     # Training batches are drawn in this key order (batch_type: unsorted): a seeded shuffle, so that no
     # batch holds one speaker or one emotion (sorted batches group the long, sad utterances together).
-    ${python} -c "import random,sys; l=open(sys.argv[1]).readlines(); random.Random(0).shuffle(l); sys.stdout.writelines(l)" \
-        "${stats_dir}/train/speech_shape" > "${stats_dir}/train/speech_shape.shuffled"
+    shuffle() { ${python} -c "import random,sys; l=open(sys.argv[1]).readlines(); random.Random(0).shuffle(l); sys.stdout.writelines(l)" "$1"; }
+    shuffle "${stats_dir}/train/speech_shape" > "${stats_dir}/train/speech_shape.shuffled"
+    # the pre-training's keys (with --pretrain_sets): the train set and the extra sets, shuffled as well
+    [ "${pretrain_set}" = "${train_set}" ] || shuffle "${data_feats}/${pretrain_set}/utt2num_samples" \
+        > "${stats_dir}/train/pretrain_shape.shuffled"
 fi
 
 # Stages 6-8 as functions of palign_target / palign_exp: stage 10 runs them for the semantic-only model.
@@ -351,13 +378,14 @@ train_model() {  # $1: the stage this runs as (its log lines and time go there)
         # Encoder pre-training without the LLM (CTC on the transcript, the emotion classifier): seconds
         # per step instead of the LLM's; the alignment below starts from it.
         set_data_opts encoder_only
+        _shape=speech_shape.shuffled; [ "${pretrain_set}" = "${train_set}" ] || _shape=pretrain_shape.shuffled
         log "Stage $1: encoder pre-training (no LLM) -> ${palign_exp}/pretrain (log: ${palign_exp}/pretrain/train.log)"
         mkdir -p "${palign_exp}/pretrain"
         # shellcheck disable=SC2086
         ${cuda_cmd} --gpu "${ngpu}" --num_threads "${num_threads}" "${palign_exp}/pretrain/train.log" \
             ${python} -m espnet_ext.bin.palign_train --config "${palign_config}" --use_preprocessor true \
             "${_data_opts[@]}" "${_opts[@]}" --encoder_only true ${_pretrain} --resume true --ngpu "${ngpu}" \
-            --output_dir "${palign_exp}/pretrain" --train_shape_file "${stats_dir}/train/speech_shape.shuffled" \
+            --output_dir "${palign_exp}/pretrain" --train_shape_file "${stats_dir}/train/${_shape}" \
             --valid_shape_file "${stats_dir}/valid/speech_shape" ${palign_args}
         _opts+=(--init_param "${palign_exp}/pretrain/valid.loss.best.pth")
     fi

@@ -2,23 +2,8 @@
 # ParaAlign on Expresso (read speech, 8 styles; 48 kHz resampled to 16 kHz in stage 2). Set EXPRESSO= in db.sh.
 #   ./run.sh --llm tiny [palign.sh options]   the smoke run: every stage on the CPU in minutes (exp/smoke)
 set -euo pipefail
-llm=""
-args=()
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --llm) llm=$2; shift 2 ;;
-        -h|--help) sed -n '2,3p' "$0" | sed 's/^# \{0,1\}//'; exec ./palign.sh --help ;;  # no side effects
-        *) args+=("$1"); shift ;;
-    esac
-done
+. utils/recipe.sh "$@"  # --llm, --help; the rest for palign.sh
 opts=(--ngpu 1 --gpu_inference true --teacher_config conf/teacher_llama3_8b.yaml
       --palign_config conf/train_wavlm_large_llama3_8b.yaml --inference_config conf/decode.yaml
       --cls_config ../../../conf/cls_wavlm_large.yaml)  # stage 11: the classifier cascade
-if [ -n "${llm}" ]; then . utils/smoke.sh "${llm}"; opts=("${smoke_opts[@]}"); fi
-
-./palign.sh \
-    --train_set train \
-    --valid_set valid \
-    --test_sets test \
-    "${opts[@]}" \
-    "${args[@]}"
+run_recipe --train_set train --valid_set valid --test_sets test

@@ -6,26 +6,12 @@
 #                                                    exp/smoke/s<N> (conf/smoke/ at the top of the checkout)
 set -euo pipefail
 test_session=5
-llm=""
-args=()
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --test_session) test_session=$2; shift 2 ;;
-        --llm) llm=$2; shift 2 ;;
-        -h|--help) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exec ./palign.sh --help ;;  # no side effects
-        *) args+=("$1"); shift ;;
-    esac
-done
+recipe_vars=test_session
+. utils/recipe.sh "$@"  # --test_session, --llm, --help; the rest for palign.sh
 s=_s${test_session}
 opts=(--expdir "exp/s${test_session}" --ngpu 1 --gpu_inference true --teacher_config conf/teacher_llama3_8b.yaml
       --palign_config conf/train_wavlm_large_llama3_8b.yaml --inference_config conf/decode.yaml
       --cls_config ../../../conf/cls_wavlm_large.yaml)  # stage 11: the classifier cascade
-if [ -n "${llm}" ]; then . utils/smoke.sh "${llm}" "exp/smoke/s${test_session}"; opts=("${smoke_opts[@]}"); fi
-
-./palign.sh \
-    --train_set "train${s}" \
-    --valid_set "valid${s}" \
-    --test_sets "test${s}" \
-    --local_data_opts "--test_session ${test_session}" \
-    "${opts[@]}" \
-    "${args[@]}"
+smoke_exp=exp/smoke/s${test_session}
+run_recipe --train_set "train${s}" --valid_set "valid${s}" --test_sets "test${s}" \
+    --local_data_opts "--test_session ${test_session}"

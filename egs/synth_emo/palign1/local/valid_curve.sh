@@ -3,17 +3,20 @@
 # (never a test set) and scored: WER by prompting, emotion by prompting (with the speaker's statistics and
 # for a file alone), pair sensitivity, sentence match. One line per epoch -> EXP/valid_curve.tsv.
 #   local/valid_curve.sh exp/palign_train_smollm2_whisper [--valid_set valid] [--teacher exp/teacher_smollm2]
+#                        [--epochs "2 4 6"] (default: every epoch checkpoint)
 # Epochs already in the table are skipped (rerunning resumes). Needs the training's *epoch.pth files
 # (palign_args "--keep_nbest_models N" keeps them).
 set -euo pipefail
-[ $# -ge 1 ] && [ "$1" != -h ] && [ "$1" != --help ] || { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0; }
+[ $# -ge 1 ] && [ "$1" != -h ] && [ "$1" != --help ] || { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0; }
 exp=$1; shift
 valid_set=valid
 teacher=exp/teacher_smollm2
+epochs=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --valid_set) valid_set=$2; shift 2 ;;
         --teacher) teacher=$2; shift 2 ;;
+        --epochs) epochs=$2; shift 2 ;;
         *) echo "valid_curve.sh: unknown option '$1'" >&2; exit 2 ;;
     esac
 done
@@ -26,6 +29,7 @@ steps_per_epoch=$(python -c "import sys, yaml; c = yaml.safe_load(open(sys.argv[
 for model in $(ls "${exp}"/*epoch.pth | sort -V); do
     epoch=$(basename "${model}" epoch.pth)
     cut -f1 "${out}" | grep -qx "${epoch}" && continue
+    [ -z "${epochs}" ] || [[ " ${epochs} " == *" ${epoch} "* ]] || continue
     dir=${exp}/valid_curve/${epoch}; mkdir -p "${dir}"
     _spk=(); [ -s "${spk}" ] && _spk=(--spk_mean_scp "${spk}" --emotion_alone_output "${dir}/emotion_alone")
     python -m espnet_ext.bin.palign_inference --model_dir "${exp}" --model_file "${model}" --config conf/decode.yaml \

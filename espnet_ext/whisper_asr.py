@@ -5,6 +5,7 @@ faster-whisper model name or CTranslate2 folder can be given instead.
 """
 from __future__ import annotations
 
+import logging
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -28,6 +29,9 @@ class WhisperASR:
         except ImportError as e:
             raise RuntimeError("faster-whisper is not installed (tools/install.sh installs it)") from e
         self.model = WhisperModel(model or default_model_path(), device=device, compute_type=compute_type)
+        # faster-whisper logs "Processing audio with duration ..." for every call: one line per file of a
+        # corpus (Expresso's stage 1) buries the stage's own lines
+        logging.getLogger("faster_whisper").setLevel(logging.WARNING)
 
     def transcribe(self, audio_16k: np.ndarray) -> str:
         segments, _ = self.model.transcribe(audio_16k.astype(np.float32), language="en", beam_size=1,

@@ -3,6 +3,7 @@ stages 1-2 (data), then 3-12 with the tiny LLM (teacher, stats, training, decodi
 RESULTS.md)."""
 import json
 import shutil
+from pathlib import Path
 
 import yaml
 
@@ -94,6 +95,9 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
             assert ("judge_score" in scores) == calibration["passed"], name  # a judge scores once calibrated
             lo, hi = scores["emotion_WA_ci"]
             assert lo <= scores["emotion_WA"] <= hi and len(scores["pair_sensitivity_ci"]) == 2, name
+            # what was said: the sentence match of every reply, the words of every speech system
+            assert 0 <= scores["sentence_match"] <= 1 and 0 <= scores["reply_emotion_WA"] <= 1, name
+            assert ("wer" in scores) == (name in ("ParaAlign", "semantic", "text_asr", "cls_asr")), name
     topline = json.loads((systems["topline"] / "test" / "scores.json").read_text())
     assert topline["rougeL"] == 1.0  # the teacher scored against itself
     # Pairs whose teacher replies share every word cannot be told apart even by the teacher itself.
@@ -132,6 +136,7 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
     assert "| Reference: true emotion, no words (teacher replies of that emotion to other sentences) |" in results
     assert "| Reference: transcript + true emotion in other words (the teacher's emotion clause reworded) |" in results
     assert "## test_unseen" in results and "images/train_curves.png" in results and "| total |" in results
+    assert "WER by prompting [95% CI]" in results and "Sent. match [95% CI]" in results
     assert ("Failed calibration" in results) != calibration["passed"]
     assert (recipe / "exp" / "smoke" / "images" / "confusion_test.png").exists()
     assert not (recipe / "RESULTS.md").exists() and not (recipe / "images").exists()  # smoke: never the committed report
@@ -176,3 +181,45 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
     declared = yaml.safe_load((semantic / "decode" / "test" / "system.yaml").read_text())
     assert declared["kind"] == "semantic" and declared["training_target"].endswith("teacher_tiny/train/response_neutral")
     assert "palign_target" not in yaml.safe_load((abl / "conf" / "paper_semantic.yaml").read_text())
+
+
+def test_synth_emo_dumped_features_and_pretraining_sets(tmp_path):
+    """--feats_type extracted: stage 3 dumps the frozen Whisper frontend's features once and stages 5-6 read
+    them; --pretrain_sets: the encoder pre-training reads train + train_words (no teacher targets for it),
+    whose features are the parts' own, not computed again."""
+    recipe = tmp_path / "egs" / "synth_emo" / "palign1"
+    run([str(TEMPLATE / "setup.sh"), str(recipe)])
+    src = ROOT / "egs" / "synth_emo" / "palign1"
+    shutil.copy(src / "run.sh", recipe / "run.sh")
+    shutil.copytree(src / "local", recipe / "local", dirs_exist_ok=True)
+    shutil.copytree(src / "conf", recipe / "conf", dirs_exist_ok=True)
+    conf = yaml.safe_load((ROOT / "conf" / "smoke" / "train.yaml").read_text())
+    conf.update(frontend="whisper_pitch", frontend_conf={"pitch_features": ["log_f0", "rel_log_f0", "voicing"]},
+                encoder="transformer", encoder_conf={"output_size": 32, "attention_heads": 2, "linear_units": 64,
+                                                     "num_blocks": 1, "input_layer": "conv1d2"})
+    (recipe / "conf" / "train_tiny_whisper.yaml").write_text(yaml.safe_dump(conf))
+    small = ("--train_voices 2 --sentences_per_train_voice 2 --valid_voices 1 --sentences_per_valid_voice 2 "
+             "--num_test_sentences 1 --num_test_unseen_sentences 1 --words_utterances 6")
+    run(["./run.sh", "--llm", "tiny", "--stop_stage", "6", "--local_data_opts", small, "--feats_type", "extracted",
+         "--pretrain_sets", "train_words", "--palign_config", "conf/train_tiny_whisper.yaml"], cwd=recipe)
+    feats = recipe / "dump" / "feats_whisper_pitch"
+    train, words = (set(datadir.read_kv(recipe / "dump" / "raw" / d / "wav.scp")) for d in ("train", "train_words"))
+    assert len(train) == 2 * 2 * 4 and len(words) == 6
+    for d in ("train", "valid", "test", "test_unseen", "train_words"):
+        assert set(datadir.read_kv(feats / d / "feats.scp")) == set(datadir.read_kv(recipe / "dump" / "raw" / d / "wav.scp"))
+    combined = datadir.read_kv(feats / "train_pretrain" / "feats.scp")
+    assert set(combined) == train | words
+    assert {v.split(":")[0] for v in combined.values()} == {"dump/feats_whisper_pitch/train/feats.ark",
+                                                             "dump/feats_whisper_pitch/train_words/feats.ark"}
+    assert (recipe / "exp" / "teacher_tiny" / "train").is_dir() and not (recipe / "exp" / "teacher_tiny" / "train_words").exists()  # no teacher targets
+    exp = recipe / "exp" / "palign_train_tiny_whisper"
+    pre = yaml.safe_load((exp / "pretrain" / "config.yaml").read_text())
+    data = {f: path for path, f, _ in pre["train_data_path_and_name_and_type"]}
+    assert data["speech"] == "dump/feats_whisper_pitch/train_pretrain/feats.scp" and data["transcript"].endswith(
+        "train_pretrain/text")
+    shape = recipe / pre["train_shape_file"][0]  # relative to the recipe dir (an absolute path stays as it is)
+    assert set(datadir.read_kv(shape)) == train | words
+    main = yaml.safe_load((exp / "config.yaml").read_text())
+    data = {f: path for path, f, _ in main["train_data_path_and_name_and_type"]}
+    assert data["speech"] == "dump/feats_whisper_pitch/train/feats.scp" and "response" in data
+    assert "2epoch results" in (exp / "train.log").read_text()

@@ -65,6 +65,31 @@ def test_launch_reports_failed_jobs(tmp_path):
     assert single.returncode == 0 and "hi" in (tmp_path / "one.log").read_text()
 
 
+def test_launch_local_gives_each_job_its_own_gpus(tmp_path):
+    """--gpu N on the local backend (teacher and decoding jobs on one machine): each job sees N GPUs of its
+    own, and no two jobs that run at the same time share one."""
+    log = tmp_path / "log.JOB"
+    env = {"CUDA_VISIBLE_DEVICES": "3,5"}
+    run([str(UTILS / "launch.sh"), "--gpu", "1", "JOB=1:6", str(log),
+         "echo start $(date +%s%N) $CUDA_VISIBLE_DEVICES; sleep 0.$((JOB % 3 + 1)); echo end $(date +%s%N)"], env=env)
+    spans = []
+    for i in range(1, 7):
+        lines = [ln.split() for ln in (tmp_path / f"log.{i}").read_text().splitlines() if not ln.startswith("#")]
+        (_, start, device), (_, end) = lines
+        assert device in ("3", "5")
+        spans.append((int(start), int(end), device))
+    for a in spans:
+        for b in spans:
+            if a is not b and a[2] == b[2]:
+                assert a[1] <= b[0] or b[1] <= a[0], spans  # one device: one job at a time
+    run([str(UTILS / "launch.sh"), "--gpu", "2", "JOB=1:2", str(log), "echo $CUDA_VISIBLE_DEVICES"],
+        env={"CUDA_VISIBLE_DEVICES": "0,1,2,3"})
+    assert {(tmp_path / f"log.{i}").read_text().splitlines()[2] for i in (1, 2)} <= {"0,1", "2,3"}
+    proc = run([str(UTILS / "launch.sh"), "--gpu", "4", str(tmp_path / "x.log"), "true"], check=False,
+               env={"CUDA_VISIBLE_DEVICES": "0,1"})
+    assert proc.returncode != 0 and "--gpu 4 per job, but 2 GPU(s) visible" in proc.stderr
+
+
 def test_launch_rejects_unknown_option(tmp_path):
     proc = run([str(UTILS / "launch.sh"), "--bogus", "1", str(tmp_path / "x.log"), "true"], check=False)
     assert proc.returncode == 2 and "unknown option '--bogus'" in proc.stderr

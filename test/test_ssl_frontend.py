@@ -81,3 +81,49 @@ def test_frozen_ssl_weights_stay_out_of_model_files_and_reload_to_the_same_outpu
     torch.save({"cfg": saved["cfg"], "model": WavLM(WavLMConfig(saved["cfg"])).state_dict()}, other)
     with pytest.raises(ValueError, match="other SSL frontend weights"):
         load_state_strict(_wavlm_model(tiny_llm, other), tmp_path / "1epoch.pth")
+
+
+def test_ssl_checkpoint_is_checked_before_the_jobs(tmp_path, wavlm_checkpoint, monkeypatch, capsys):
+    """check_llm (run by palign.sh before stages 4-6) names a moved local checkpoint and an s3prl hub upstream
+    that would have to download offline, with what to do; a local checkpoint that is there passes. The
+    hub upstream's URL comes from s3prl's own hub function, with its download stopped (nothing fetched)."""
+    import yaml
+
+    from espnet_ext.bin import check_llm
+
+    def config(name, s3prl):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({"frontend": "s3prl", "frontend_conf": {"frontend_conf": s3prl},
+                                        "llm_conf": {"name_or_path": str(tmp_path)}}))
+        return path
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    ok = config("ok", {"upstream": "wavlm_local", "path_or_url": str(wavlm_checkpoint)})
+    assert check_llm.ssl_problem(ok, yaml.safe_load(ok.read_text())) == ""
+    moved = config("moved", {"upstream": "wavlm_local", "path_or_url": str(tmp_path / "gone" / "wavlm.pt")})
+    assert check_llm.main([str(moved)]) == 1
+    err = capsys.readouterr().err
+    assert f"path_or_url '{tmp_path / 'gone' / 'wavlm.pt'}' does not exist" in err and "wavlm_local" in err
+    url, cache = check_llm.upstream_checkpoint("wavlm_large")
+    assert url.endswith("/wavlm_large.pt") and cache.name.endswith(".wavlm_large.pt")
+    if not cache.exists():  # (a machine with WavLM-Large cached would load it: nothing to report)
+        hub = config("hub", {"upstream": "wavlm_large"})
+        problem = check_llm.ssl_problem(hub, yaml.safe_load(hub.read_text()))
+        assert f"would download {url}" in problem and "HF_HUB_OFFLINE is set" in problem
+    assert "is not an s3prl upstream" in check_llm.ssl_problem(moved, {"frontend": "s3prl", "frontend_conf": {
+        "frontend_conf": {"upstream": "no_such_upstream"}}})
+    assert check_llm.upstream_checkpoint("fbank") is None  # computed, nothing to download
+
+
+def test_moved_ssl_checkpoint_of_a_trained_model_is_named(tmp_path):
+    """A model dir whose config.yaml points at an SSL checkpoint that is no longer there: the error names
+    the key and the path (s3prl's own is a bare AssertionError)."""
+    import yaml
+
+    from espnet_ext.inference import read_model_config
+
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"frontend": "s3prl", "frontend_conf": {
+        "frontend_conf": {"upstream": "wavlm_local", "path_or_url": str(tmp_path / "old" / "wavlm.pt")}}}))
+    with pytest.raises(SystemExit, match=r"frontend_conf\.frontend_conf\.path_or_url is '.*old/wavlm.pt', which "
+                                         r"does not exist \(moved or deleted\?\)"):
+        read_model_config(tmp_path)

@@ -1,6 +1,7 @@
-"""Can the frozen LLM of these configs be loaded here? palign.sh asks before the jobs of stages 4-6 start,
-so that a hub id that cannot be reached (offline, a gated model such as Llama-3, no login) or a local
-folder without its weights stops at once, with what to do, instead of in every job's log after a wait.
+"""Can the frozen LLM of these configs be loaded here, and the SSL frontend's checkpoint? palign.sh asks
+before the jobs of stages 4-6 start, so that a hub id that cannot be reached (offline, a gated model such as
+Llama-3, no login), a local folder without its weights, a moved SSL checkpoint or an s3prl upstream that
+would download offline stops at once, with what to do, instead of in every job's log after a wait.
 
     python -m espnet_ext.bin.check_llm conf/teacher_llama3_8b.yaml [more YAMLs ...]
 """
@@ -50,9 +51,82 @@ def hub_problem(name: str) -> str:
         return f"cannot be fetched from the hub ({type(e).__name__}: {str(e).splitlines()[0][:200]}); {HOW}"
 
 
+SSL_HOW = ("make a local checkpoint where the hub can be reached (s3prl downloads it once into "
+           "~/.cache/s3prl), then set frontend_conf.frontend_conf: {upstream: <name>_local, path_or_url: FILE} "
+           "(e.g. wavlm_local, hubert_local; docs/recipes.md, 'Swapping the frontend')")
+
+
+class _Found(Exception):
+    """Raised instead of s3prl's download: the checkpoint URL and where s3prl caches it."""
+
+    def __init__(self, url: str, path: Path):
+        super().__init__(url)
+        self.url, self.path = url, path
+
+
+def upstream_checkpoint(name: str):
+    """(url, cache path) of the checkpoint an s3prl hub upstream downloads, or None if it downloads none
+    (fbank, mel). Its hub function is called with s3prl's download replaced by a stop: nothing is
+    fetched or loaded."""
+    import s3prl.util.download as download
+    from s3prl import hub
+
+    if not hasattr(hub, name):
+        raise KeyError(name)
+
+    def stop(filepath, url, *args, **kwargs):
+        raise _Found(url, Path(filepath))
+    real, download._download = download._download, stop
+    try:
+        getattr(hub, name)()
+    except _Found as found:
+        return found.url, found.path
+    except Exception:  # noqa: BLE001 - built without a download: nothing to check
+        return None
+    finally:
+        download._download = real
+    return None
+
+
+def ssl_problem(config: Path, conf: dict) -> str:
+    """Why the s3prl frontend of a training config cannot be built here, or ''."""
+    if conf.get("frontend") != "s3prl":
+        return ""
+    s3 = ((conf.get("frontend_conf") or {}).get("frontend_conf") or {})
+    name, path = s3.get("upstream"), s3.get("path_or_url")
+    where = f"{config}: frontend_conf.frontend_conf"
+    if not name:
+        return f"{where} names no upstream"
+    if path and "://" not in str(path):
+        if not expand(str(path), f"{where}.path_or_url").exists():
+            return f"{where}.path_or_url '{path}' does not exist (from {Path.cwd()}): moved or never made? {SSL_HOW}"
+        return ""
+    if str(name).endswith("_local"):
+        return f"{where}: upstream '{name}' reads a local checkpoint: give it as path_or_url"
+    try:
+        found = upstream_checkpoint(str(name))
+    except KeyError:
+        return f"{where}: upstream '{name}' is not an s3prl upstream (s3prl.hub has no such name)"
+    if found is None or found[1].exists():
+        return ""
+    url, cache = found
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return f"{where}: upstream '{name}' would download {url} (not in {cache.parent}) and HF_HUB_OFFLINE is set; {SSL_HOW}"
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=10).close()
+    except Exception as e:  # noqa: BLE001 - no network, a proxy, a timeout: the same advice
+        return f"{where}: upstream '{name}' would download {url}, which cannot be reached ({type(e).__name__}); {SSL_HOW}"
+    return ""
+
+
 def check(config: Path) -> str:
     """'' if the LLM of ``config`` can be loaded, else the reason (naming the file and key)."""
     conf = yaml_file.load(config) or {}
+    ssl = ssl_problem(config, conf)
+    if ssl:
+        return ssl
     llm = conf.get("llm_conf") or {}
     name = llm.get("name_or_path")
     where = f"{config}: llm_conf.name_or_path '{name}'"

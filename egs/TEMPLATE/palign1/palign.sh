@@ -249,8 +249,9 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     ${python} -m espnet_ext.bin.teacher_generate prepare --config "${teacher_config}" --out "${teacher_dir}" \
         --tasks ${teacher_tasks} --data_dirs ${_dirs} --targets_dir "${teacher_dir}"
     _n=$(min "${teacher_nj}" "$(wc -l < "${teacher_dir}/prompts.jsonl")")
-    ${decode_cmd} --num_threads "$(threads_per_job "${_n}")" JOB=1:"${_n}" \
-        "${teacher_dir}/log/generate.JOB.log" ${teacher_python} -m espnet_ext.bin.teacher_generate generate \
+    # one GPU per job on the local backend (launch.sh deals the visible GPUs out), one each on Slurm
+    ${decode_cmd} --gpu "$([ "${_device}" = cuda ] && echo 1 || echo 0)" --num_threads "$(threads_per_job "${_n}")" \
+        JOB=1:"${_n}" "${teacher_dir}/log/generate.JOB.log" ${teacher_python} -m espnet_ext.bin.teacher_generate generate \
         --config "${teacher_config}" --out "${teacher_dir}" --shard JOB --num_shards "${_n}" --device "${_device}"
     # shellcheck disable=SC2086
     # The targets go to ${teacher_dir}/<set>/ with meta.yaml: dump/raw stays as stage 2 wrote it.

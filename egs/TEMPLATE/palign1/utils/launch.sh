@@ -6,7 +6,8 @@
 # Options:
 #   --backend local|slurm  local: jobs run in parallel here (default); slurm: one sbatch array, waited for
 #   --max_jobs_run N       local: at most N jobs at once (default: all)
-#   --gpu N                GPUs per job (slurm: --gres=gpu:N; local: CUDA_VISIBLE_DEVICES left as is)
+#   --gpu N                GPUs per job (slurm: --gres=gpu:N; local: each job gets N GPUs of its own through
+#                          CUDA_VISIBLE_DEVICES, of those visible, and at most (visible / N) jobs run at once)
 #   --mem SIZE             memory per job (slurm --mem), e.g. 16G
 #   --num_threads N        CPUs per job (slurm --cpus-per-task; also OMP_NUM_THREADS)
 #   --time T               slurm time limit (e.g. 24:00:00)
@@ -15,7 +16,7 @@
 set -euo pipefail
 
 backend=local; max_jobs_run=0; gpu=0; mem=""; num_threads=1; time_limit=""; partition=""
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --backend) backend=$2; shift 2 ;;
@@ -60,13 +61,42 @@ run_one() {  # index
     return $rc
 }
 
+# local --gpu N: the visible GPUs dealt out N to a slot; a job runs in a free slot (as ESPnet's run.pl
+# --gpu on one machine), so that parallel teacher or decoding jobs never share a GPU
+gpu_slots() {
+    local ids=()
+    if [ -n "${CUDA_VISIBLE_DEVICES:-}" ]; then IFS=, read -ra ids <<< "${CUDA_VISIBLE_DEVICES}"
+    elif command -v nvidia-smi > /dev/null; then mapfile -t ids < <(nvidia-smi --query-gpu=index --format=csv,noheader)
+    fi
+    slots=()
+    local s; for ((s = 0; s + gpu <= ${#ids[@]}; s += gpu)); do slots+=("$(IFS=,; echo "${ids[*]:s:gpu}")"); done
+    [ ${#slots[@]} -gt 0 ] || { echo "launch.sh: --gpu ${gpu} per job, but ${#ids[@]} GPU(s) visible" \
+        "(CUDA_VISIBLE_DEVICES='${CUDA_VISIBLE_DEVICES:-}', nvidia-smi: $(command -v nvidia-smi || echo none))" >&2; exit 1; }
+}
+free_slot() {  # slot=the index of a slot whose job has ended (waits for one if all are busy; no subshell,
+    local s running  # which could neither see nor wait for this shell's jobs)
+    while true; do
+        running=" $(jobs -rp | xargs) "
+        for s in "${!slots[@]}"; do
+            if [[ -z "${slot_pid[s]:-}" || "${running}" != *" ${slot_pid[s]} "* ]]; then slot=$s; return; fi
+        done
+        wait -n || true
+    done
+}
+
 if [ "$backend" = local ]; then
-    pids=(); failed=0
+    pids=(); failed=0; slot_pid=()
+    [ "$gpu" -gt 0 ] && gpu_slots
     for i in $(seq "$first" "$last"); do
         if [ "$max_jobs_run" -gt 0 ]; then
             while [ "$(jobs -rp | wc -l)" -ge "$max_jobs_run" ]; do wait -n || true; done
         fi
-        run_one "$i" & pids+=("$!")
+        if [ "$gpu" -gt 0 ]; then
+            free_slot
+            CUDA_VISIBLE_DEVICES=${slots[slot]} run_one "$i" & pids+=("$!"); slot_pid[slot]=$!
+        else
+            run_one "$i" & pids+=("$!")
+        fi
     done
     for idx in "${!pids[@]}"; do
         wait "${pids[$idx]}" || { failed=$((failed + 1)); l=$(job_log $((first + idx)))

@@ -75,6 +75,10 @@ def build_model(scale: str, device: str, workdir: Path):
     conf["llm_conf"].update(name_or_path=str(make_llm_folder(workdir, scale)), random_init=True, device=device)
     conf["frontend_conf"]["frontend_conf"] = {"upstream": "wavlm_local",
                                              "path_or_url": str(make_wavlm_checkpoint(workdir, scale))}
+    # no corpus here: per-utterance normalisation instead of stage 5's statistics, four emotion labels
+    conf["normalize"] = "utterance_mvn"
+    if isinstance((conf.get("aux_conf") or {}).get("labels"), str):
+        conf["aux_conf"]["labels"] = ["angry", "happy", "neutral", "sad"]
     if scale == "tiny":
         conf["encoder_conf"].update(TINY_ENCODER)
         conf["speech_adapter_conf"]["hidden_size"] = 32
@@ -119,7 +123,9 @@ def bench_training(model, device: str, batch_size: int, seconds: float, reply_to
 
     def step():
         optim.zero_grad(set_to_none=True)
-        loss, _, _ = model(speech, lengths, response=reply, response_lengths=reply_lengths)
+        labels = {} if model.aux_head is None else {"emotion_label": torch.zeros(batch_size, 1, dtype=torch.long,
+                                                                              device=device)}
+        loss, _, _ = model(speech, lengths, response=reply, response_lengths=reply_lengths, **labels)
         loss.backward()
         optim.step()
 

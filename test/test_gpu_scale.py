@@ -52,3 +52,44 @@ def test_real_classifier_config_header_is_what_the_script_prints_and_the_config_
     assert [n for n, _ in model.named_parameters() if n.startswith("frontend.upstream")]  # what it freezes
     trainable = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("frontend.upstream"))
     assert 11e6 < trainable < 13e6  # the real-size preencoder, encoder and head on the tiny WavLM
+
+def test_real_training_configs_headers_are_what_the_script_prints_and_the_configs_build(tmp_path, tiny_llm):
+    """Every corpus's real-scale configs (ParaAlign's and the paper's): the header's parameter and memory lines
+    are bench/palign_params.py's output; the task builds them (the tiny LLM and a tiny local WavLM standing in
+    for the weights), with the preencoder taking the frontend's width and the header's encoder size."""
+    import re
+
+    import yaml
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import gpu_scale
+    import palign_params
+
+    from espnet_ext.tasks.palign import PalignTask
+
+    configs = sorted(ROOT.glob("egs/*/palign1/conf/train*_wavlm_large_llama3_8b.yaml"))
+    assert len(configs) == 8 and len({c.parent.parent.parent.name for c in configs}) == 4
+    for config in configs:
+        text = config.read_text()
+        for line in palign_params.summary(str(config)).splitlines():
+            assert f"#   {line}\n" in text, (config, line)
+        conf = yaml.safe_load(text)
+        assert conf["preencoder"] == "linear" and "input_size" not in conf["preencoder_conf"]
+        assert ("aux_conf" in conf) == (conf["tasks"] != ["response"]), config  # ParaAlign's, or the paper's
+    for config in (c for c in configs if "msp_podcast" in str(c)):
+        conf = yaml.safe_load(config.read_text())
+        conf["llm_conf"] = {"name_or_path": str(tiny_llm), "dtype": "float32"}
+        conf["frontend_conf"]["frontend_conf"] = {"upstream": "wavlm_local", "path_or_url": str(
+            gpu_scale.make_wavlm_checkpoint(tmp_path, "tiny"))}
+        conf.pop("specaug", None)
+        conf["normalize"] = "utterance_mvn"  # global_mvn's statistics come from stage 5
+        if isinstance((conf.get("aux_conf") or {}).get("labels"), str):
+            conf["aux_conf"]["labels"] = ["angry", "happy", "neutral", "sad"]
+        conf["prompt_conf"] = str(ROOT / "conf" / "prompts" / "emotion.yaml")
+        path = tmp_path / config.name
+        path.write_text(yaml.safe_dump(conf))
+        model = PalignTask.build_model(PalignTask.get_parser().parse_args(["--config", str(path)]))
+        assert model.preencoder.linear_out.in_features == gpu_scale.TINY_WAVLM["encoder_embed_dim"]
+        encoder = sum(p.numel() for p in model.encoder.parameters()) / 1e6
+        assert f"encoder {encoder:.2f} M" in config.read_text() and model.adapter.stack == 2
+        assert re.search(r"GPU memory ~\d+ GiB", config.read_text())

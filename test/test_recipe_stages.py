@@ -3,7 +3,6 @@ stages 1-2 (data), then 3-12 with the tiny LLM (teacher, stats, training, decodi
 RESULTS.md)."""
 import json
 import shutil
-from pathlib import Path
 
 import yaml
 

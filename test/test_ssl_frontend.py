@@ -127,3 +127,20 @@ def test_moved_ssl_checkpoint_of_a_trained_model_is_named(tmp_path):
     with pytest.raises(SystemExit, match=r"frontend_conf\.frontend_conf\.path_or_url is '.*old/wavlm.pt', which "
                                          r"does not exist \(moved or deleted\?\)"):
         read_model_config(tmp_path)
+
+
+def test_linear_preencoder_projects_ssl_features_before_the_encoder(tiny_llm, wavlm_checkpoint):
+    """preencoder: linear (ESPnet's SSL recipes put it between a 1024-dim SSL model and a Conformer's conv2d
+    input layer): its input width is the frontend's, the encoder reads its output, and it learns."""
+    args = tiny_train_args(tiny_llm)
+    args[args.index("frontend_conf={upstream: fbank}")] = (
+        f"frontend_conf={{upstream: wavlm_local, path_or_url: {wavlm_checkpoint}}}")
+    args += ["--preencoder", "linear", "--preencoder_conf", "output_size=16"]
+    model = PalignTask.build_model(PalignTask.get_parser().parse_args(args))
+    assert model.preencoder.linear_out.in_features == 32 and model.preencoder.output_size() == 16
+    assert model.encoder.embed.out[0].in_features == 32 * (((16 - 1) // 2 - 1) // 2)  # conv2d input layer on 16 dims
+    tokens, _ = model.encode(0.1 * torch.randn(1, 16000), torch.tensor([16000]))
+    tokens.sum().backward()
+    assert model.preencoder.linear_out.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="preencoder_conf.input_size is 1024, but the frontend gives 32-dim"):
+        PalignTask.build_model(PalignTask.get_parser().parse_args(args + ["--preencoder_conf", "input_size=1024"]))

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
+from espnet2.asr.preencoder.abs_preencoder import AbsPreEncoder
 from espnet2.asr.specaug.abs_specaug import AbsSpecAug
 from espnet2.layers.abs_normalize import AbsNormalize
 from espnet2.torch_utils.device_funcs import force_gatherable
@@ -130,9 +131,11 @@ class ParaAlignModel(AbsESPnetModel):
         cache_prefix: bool = True,
         ctc_conf: Optional[dict] = None,
         encoder_only: bool = False,
+        preencoder: Optional[AbsPreEncoder] = None,
     ):
         super().__init__()
         self.frontend, self.specaug, self.normalize = frontend, specaug, normalize
+        self.preencoder = preencoder  # e.g. a linear projection of 1024-dim SSL features (ESPnet's SSL recipes)
         self.encoder, self.adapter = encoder, adapter
         object.__setattr__(self, "llm", llm)  # hidden from parameters(), state_dict() and train()
         self.freeze_frontend = freeze_frontend
@@ -227,6 +230,8 @@ class ParaAlignModel(AbsESPnetModel):
             feats, lengths = self.specaug(feats, lengths)
         if self.normalize is not None:
             feats, lengths = self.normalize(feats, lengths)
+        if self.preencoder is not None:
+            feats, lengths = self.preencoder(feats, lengths)
         enc, enc_lengths, _ = self.encoder(feats, lengths)
         emb, emb_lengths = self.adapter(enc, enc_lengths)
         return (emb, emb_lengths, enc, enc_lengths) if return_encoder else (emb, emb_lengths)

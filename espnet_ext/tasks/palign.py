@@ -24,6 +24,9 @@ from espnet2.asr.encoder.transformer_encoder import TransformerEncoder
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
 from espnet2.asr.frontend.default import DefaultFrontend
 from espnet2.asr.frontend.s3prl import S3prlFrontend
+from espnet2.asr.preencoder.abs_preencoder import AbsPreEncoder
+from espnet2.asr.preencoder.linear import LinearProjection
+from espnet2.asr.preencoder.sinc import LightweightSincConvs
 from espnet2.asr.specaug.abs_specaug import AbsSpecAug
 from espnet2.asr.specaug.specaug import SpecAug
 from espnet2.layers.abs_normalize import AbsNormalize
@@ -54,6 +57,9 @@ specaug_choices = ClassChoices(
 normalize_choices = ClassChoices(
     "normalize", classes=dict(global_mvn=GlobalMVN, utterance_mvn=UtteranceMVN),
     type_check=AbsNormalize, default="utterance_mvn", optional=True)
+preencoder_choices = ClassChoices(  # ESPnet's: a projection of wide SSL features before the encoder
+    "preencoder", classes=dict(linear=LinearProjection, sinc=LightweightSincConvs), type_check=AbsPreEncoder,
+    default=None, optional=True)
 encoder_choices = ClassChoices(
     "encoder", classes=dict(conformer=ConformerEncoder, transformer=TransformerEncoder,
                             e_branchformer=EBranchformerEncoder),
@@ -174,7 +180,7 @@ def check_emotion_labels(data_path_and_name_and_type, labels) -> None:
 
 class PalignTask(AbsTask):
     num_optimizers: int = 1
-    class_choices_list = [frontend_choices, specaug_choices, normalize_choices, encoder_choices]
+    class_choices_list = [frontend_choices, specaug_choices, normalize_choices, preencoder_choices, encoder_choices]
     trainer = Trainer
 
     @classmethod
@@ -308,11 +314,21 @@ class PalignTask(AbsTask):
             normalize = construct("normalize", normalize_choices.get_class(args.normalize), args.normalize_conf)
         else:  # stage 5 computes the statistics that global_mvn needs
             normalize = None
+        preencoder = None
+        if getattr(args, "preencoder", None):
+            conf = dict(args.preencoder_conf or {})
+            if args.preencoder == "linear":  # its input is the frontend's output
+                if conf.setdefault("input_size", input_size) != input_size:
+                    raise ValueError(f"preencoder_conf.input_size is {conf['input_size']}, but the frontend gives "
+                                     f"{input_size}-dim features (leave it out: it is taken from the frontend)")
+                args.preencoder_conf = conf
+            preencoder = construct("preencoder", preencoder_choices.get_class(args.preencoder), conf)
+            input_size = preencoder.output_size()
         encoder = construct("encoder", encoder_choices.get_class(args.encoder), args.encoder_conf, input_size=input_size)
 
         adapter_conf = dict(args.speech_adapter_conf)
         if "stack" not in adapter_conf:
-            rate = encoder_frame_rate(encoder, input_size, frame_rate)
+            rate = encoder_frame_rate(encoder, input_size, frame_rate)  # a preencoder keeps the frame rate
             adapter_conf["stack"] = max(1, round(rate / adapter_conf.pop("tokens_per_second", 12.5)))
             logging.info(f"encoder output {rate:.1f} frames/s -> stacking {adapter_conf['stack']} "
                          f"-> {rate / adapter_conf['stack']:.1f} speech tokens/s")
@@ -322,7 +338,8 @@ class PalignTask(AbsTask):
                             output_size=llm.hidden_size)
 
         model = ParaAlignModel(
-            frontend=frontend, specaug=specaug, normalize=normalize, encoder=encoder, adapter=adapter, llm=llm,
+            frontend=frontend, specaug=specaug, normalize=normalize, preencoder=preencoder, encoder=encoder,
+            adapter=adapter, llm=llm,
             prompts=prompts,
             loss=args.loss, loss_conf=args.loss_conf, freeze_frontend=args.freeze_frontend,
             task_ratios=(args.task_conf or {}).get("ratios"), task_weights=(args.task_conf or {}).get("weights"),

@@ -10,13 +10,19 @@ from conftest import ROOT, TEMPLATE, run
 from espnet_ext import datadir
 
 
-def test_synth_emo_recipe_end_to_end(tmp_path):
+def synth_emo_recipe(tmp_path):
+    """A new recipe dir made by the template's setup.sh, with synth_emo's run.sh, local/ and conf/."""
     recipe = tmp_path / "egs" / "synth_emo" / "palign1"
     run([str(TEMPLATE / "setup.sh"), str(recipe)])
     src = ROOT / "egs" / "synth_emo" / "palign1"
     shutil.copy(src / "run.sh", recipe / "run.sh")
     shutil.copytree(src / "local", recipe / "local", dirs_exist_ok=True)
     shutil.copytree(src / "conf", recipe / "conf", dirs_exist_ok=True)
+    return recipe
+
+
+def test_synth_emo_recipe_end_to_end(tmp_path):
+    recipe = synth_emo_recipe(tmp_path)
     small = ("--train_voices 2 --sentences_per_train_voice 4 --valid_voices 1 --sentences_per_valid_voice 2 "
              "--num_test_sentences 3 --num_test_unseen_sentences 2")
     proc = run(["./run.sh", "--stop_stage", "2", "--local_data_opts", small], cwd=recipe)
@@ -186,12 +192,7 @@ def test_synth_emo_dumped_features_and_pretraining_sets(tmp_path):
     """--feats_type extracted: stage 3 dumps the frozen Whisper frontend's features once and stages 5-6 read
     them; --pretrain_sets: the encoder pre-training reads train + train_words (no teacher targets for it),
     whose features are the parts' own, not computed again."""
-    recipe = tmp_path / "egs" / "synth_emo" / "palign1"
-    run([str(TEMPLATE / "setup.sh"), str(recipe)])
-    src = ROOT / "egs" / "synth_emo" / "palign1"
-    shutil.copy(src / "run.sh", recipe / "run.sh")
-    shutil.copytree(src / "local", recipe / "local", dirs_exist_ok=True)
-    shutil.copytree(src / "conf", recipe / "conf", dirs_exist_ok=True)
+    recipe = synth_emo_recipe(tmp_path)
     conf = yaml.safe_load((ROOT / "conf" / "smoke" / "train.yaml").read_text())
     conf.update(frontend="whisper_pitch", frontend_conf={"pitch_features": ["log_f0", "rel_log_f0", "voicing"]},
                 encoder="transformer", encoder_conf={"output_size": 32, "attention_heads": 2, "linear_units": 64,

@@ -19,8 +19,9 @@ from tqdm import tqdm
 
 from espnet_ext import cli, yaml_file
 from espnet_ext.audio import load_mono
-from espnet_ext.bin.speaker_stats import FS, build_frontend
 from espnet_ext.datadir import read_kv, write_atomic, write_kv
+
+FS = 16000  # the frontends' rate (stage 2 resamples to it)
 
 
 def frontend_stamp(config: Path) -> dict:
@@ -78,6 +79,8 @@ def main(argv=None) -> int:
         logging.info(f"{args.out_dir}/feats.scp: up to date")
         return 0
     (args.out_dir / "frontend.yaml").unlink(missing_ok=True)
+    from espnet_ext.tasks.palign import build_frontend
+
     n = dump(build_frontend(args.train_config), wav_scp, args.out_dir)
     write_atomic(args.out_dir / "frontend.yaml", yaml.safe_dump(stamp, sort_keys=False).encode())
     logging.info(f"{args.out_dir}/feats.scp: {n} utterances")

@@ -16,19 +16,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from espnet_ext import cli, yaml_file
+from espnet_ext import cli
 from espnet_ext.audio import load_mono
 from espnet_ext.datadir import read_kv, write_kv
 
 FS = 16000
-
-
-def build_frontend(config: Path):
-    from espnet_ext.tasks.palign import frontend_choices
-
-    conf = yaml_file.load(config) or {}
-    name = conf.get("frontend", frontend_choices.default)
-    return frontend_choices.get_class(name)(**(conf.get("frontend_conf") or {})).eval()
 
 
 @torch.no_grad()
@@ -81,6 +73,8 @@ def main(argv=None) -> int:
     p.add_argument("--feats_dir", type=Path, default=None,
                    help="stage 3's dump: FEATS_DIR/<set name>/feats.scp is read instead of running the frontend")
     args = cli.parse(p, argv)
+    from espnet_ext.tasks.palign import build_frontend
+
     frontend = None if args.feats_dir is not None else build_frontend(args.train_config)
     for d in args.data_dirs:
         out = args.out / d.name

@@ -40,7 +40,7 @@ from espnet2.train.trainer import Trainer
 from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import float_or_none, int_or_none, str2bool, str_or_none
 
-from espnet_ext import cli
+from espnet_ext import cli, yaml_file
 from espnet_ext.datadir import read_kv
 from espnet_ext.palign.frontend import MelPitchFrontend, WhisperPitchFrontend
 from espnet_ext.palign.llm import ChatTokenizer, FrozenLLM
@@ -64,6 +64,14 @@ encoder_choices = ClassChoices(
     "encoder", classes=dict(conformer=ConformerEncoder, transformer=TransformerEncoder,
                             e_branchformer=EBranchformerEncoder),
     type_check=AbsEncoder, default="conformer")
+
+def build_frontend(config: Path):
+    """The frontend of a training YAML (its ``frontend`` and ``frontend_conf``), in eval mode: what stage 3
+    dumps and stage 5's speaker statistics average."""
+    conf = yaml_file.load(config) or {}
+    name = conf.get("frontend", frontend_choices.default)
+    return frontend_choices.get_class(name)(**(conf.get("frontend_conf") or {})).eval()
+
 
 DEFAULT_LLM_CONF = {"name_or_path": None, "dtype": "auto", "attn_implementation": "sdpa",
                     "gradient_checkpointing": False}

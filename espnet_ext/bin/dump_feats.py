@@ -20,8 +20,7 @@ from tqdm import tqdm
 from espnet_ext import cli, yaml_file
 from espnet_ext.audio import load_mono
 from espnet_ext.datadir import read_kv, write_atomic, write_kv
-
-FS = 16000  # the frontends' rate (stage 2 resamples to it)
+from espnet_ext.inference import FS  # the frontends' rate (stage 2 resamples to it)
 
 
 def frontend_stamp(config: Path) -> dict:

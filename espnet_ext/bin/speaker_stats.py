@@ -19,8 +19,7 @@ from tqdm import tqdm
 from espnet_ext import cli
 from espnet_ext.audio import load_mono
 from espnet_ext.datadir import read_kv, write_kv
-
-FS = 16000
+from espnet_ext.inference import FS
 
 
 @torch.no_grad()

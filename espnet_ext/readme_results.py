@@ -17,11 +17,13 @@ HEADLINE_SYSTEMS = [
     ("Semantic-only alignment", "Semantic-only alignment (no emotion in the targets)"),
     ("Cascade: emotion classifier (ESPnet cls) + Whisper", "Cascade: emotion classifier + Whisper ASR"),
     ("Reference: true emotion, no words", "Reference: true emotion, no words"),
+    ("Reference: transcript + true emotion in other words", "Reference: true words and emotion, clause reworded"),
     ("Topline", "Topline: the teacher (transcript + true emotion)"),
 ]
-HEADLINE_COLUMNS = ["Emo WA [95% CI]", "Emo WA, file alone [95% CI]", "Pair sens. [95% CI]", "ROUGE-L",
-                    "Probe acc"]
+HEADLINE_COLUMNS = ["Emo WA [95% CI]", "Emo WA, file alone [95% CI]", "WER by prompting [95% CI]",
+                    "Sent. match [95% CI]", "Pair sens. [95% CI]", "ROUGE-L", "Probe acc"]
 SHORT_HEADER = {"Emo WA [95% CI]": "Emotion by prompting", "Emo WA, file alone [95% CI]": "… a file alone",
+                "WER by prompting [95% CI]": "Words: WER by prompting", "Sent. match [95% CI]": "Sentence match",
                 "Pair sens. [95% CI]": "Pair sensitivity", "ROUGE-L": "ROUGE-L", "Probe acc": "Probe"}
 
 

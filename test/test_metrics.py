@@ -1,4 +1,6 @@
 """Every stage-8 metric against small hand-computed cases."""
+import json
+
 import numpy as np
 import pytest
 
@@ -147,6 +149,17 @@ def test_score_reports_words_sentence_match_and_reply_emotion(tmp_path):
     assert s["reply_emotion_WA"] == 0.25 and s["reply_emotion_unmapped"] == 1  # a2 says happy, b1 sad, b2 nothing
     assert s["wer"] == pytest.approx(2 / 8)
     assert s["sentence_match"] == 0.75  # b2's reply follows sentence s1
+
+    # a check set from another synthesiser has no teacher replies: --replies false scores the answers only
+    (tmp_path / "response").unlink()
+    (hyp / "text").unlink()
+    datadir.write_kv(hyp / "emotion_alone", {"a1": "Happy.", "a2": "I hear sadness.", "b1": "sad", "b2": "neutral"})
+    assert score.main(["--ref_dir", str(tmp_path), "--hyp_dir", str(hyp), "--output", str(tmp_path / "s.json"),
+                       "--replies", "false"]) == 0
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["emotion_alone_WA"] == 0.5 and s["wer"] == pytest.approx(2 / 8) and "rougeL" not in s
+    with pytest.raises(SystemExit, match="response does not exist"):  # replies are scored unless told not to
+        score.score(tmp_path, hyp, {})
 
 
 def test_score_jobs_file_gives_each_calls_scores_and_names_a_bad_line(tmp_path):

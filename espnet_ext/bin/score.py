@@ -71,14 +71,8 @@ def emotion_scores(answers_file: Path, labels_file: Path, emo: dict, label_words
     return out
 
 
-def score(ref_dir: Path, hyp_dir: Path, label_words: dict, probe_train=None, probe_test=None,
-          embedder=None, targets_dir: Optional[Path] = None) -> dict:
-    """``targets_dir`` holds the teacher's ``response`` (stage 4's target dir); default ``ref_dir``."""
-    targets_dir = targets_dir or ref_dir
-    for path, what in ((targets_dir / "response", "the teacher's replies: run stage 4"),
-                       (ref_dir / "utt2emo", "the emotion labels"), (hyp_dir / "text", "the system output: decode first")):
-        if not path.is_file():
-            raise SystemExit(f"score: {path} does not exist ({what})")
+def reply_scores(ref_dir: Path, hyp_dir: Path, targets_dir: Path, label_words: dict, embedder=None) -> dict:
+    """The replies against the teacher's: ROUGE, similarity, the emotion they state, sentence match, pairs."""
     refs = read_kv(targets_dir / "response")
     hyps = same_utterances(read_kv(hyp_dir / "text"), hyp_dir / "text", refs, targets_dir / "response")
     emo = read_kv(ref_dir / "utt2emo")
@@ -94,21 +88,39 @@ def score(ref_dir: Path, hyp_dir: Path, label_words: dict, probe_train=None, pro
                 "reply_emotion_WA_ci": metrics.classification_cis(stated, emo, sorted(words))["WA_ci"]})
     if (ref_dir / "utt2sentid").exists():  # does the reply follow what was said?
         out.update(metrics.sentence_match(hyps, refs, emo, read_kv(ref_dir / "utt2sentid")))
-    if (hyp_dir / "asr").exists() and (hyp_dir / "asr").stat().st_size:  # the words, by prompting ("Write down exactly what I said.")
-        text = read_kv(ref_dir / "text")
-        out.update(metrics.word_error_rate(same_utterances(read_kv(hyp_dir / "asr"), hyp_dir / "asr", text,
-                                                           ref_dir / "text"), text))
     pairs = metrics.minimal_pairs(pair_groups(ref_dir), emo)
     out.update(metrics.pair_sensitivity(hyps, refs, pairs))
-    for name in ("emotion", "emotion_alone"):  # emotion_alone: each file without its speaker's statistics
-        answers = hyp_dir / name
-        if answers.exists():
-            out.update(emotion_scores(answers, ref_dir / "utt2emo", emo, label_words, prefix=name))
     if (hyp_dir / "emotion").exists():  # hearing vs replying: the pairs whose two emotions the system names right
         pred = mapped_answers(hyp_dir / "emotion", ref_dir / "utt2emo", emo, label_words)
         heard = metrics.pair_sensitivity(hyps, refs, [(a, b) for a, b in pairs if pred[a] == emo[a] and pred[b] == emo[b]])
         out.update({"pair_sensitivity_heard": heard["pair_sensitivity"] if heard["pairs"] else None,  # none heard
                     "pairs_heard": heard["pairs"], "pair_sensitivity_heard_ci": heard["pair_sensitivity_ci"]})
+    return out
+
+
+def score(ref_dir: Path, hyp_dir: Path, label_words: dict, probe_train=None, probe_test=None,
+          embedder=None, targets_dir: Optional[Path] = None, replies: bool = True) -> dict:
+    """``targets_dir`` holds the teacher's ``response`` (stage 4's target dir); default ``ref_dir``.
+    ``replies=False``: only the answers to the emotion and transcription questions (a set without teacher
+    replies, such as another synthesiser's check set)."""
+    targets_dir = targets_dir or ref_dir
+    needed = [(ref_dir / "utt2emo", "the emotion labels")]
+    if replies:
+        needed = [(targets_dir / "response", "the teacher's replies: run stage 4"), *needed,
+                  (hyp_dir / "text", "the system output: decode first")]
+    for path, what in needed:
+        if not path.is_file():
+            raise SystemExit(f"score: {path} does not exist ({what})")
+    emo = read_kv(ref_dir / "utt2emo")
+    out = reply_scores(ref_dir, hyp_dir, targets_dir, label_words, embedder) if replies else {"num_utts": len(emo)}
+    if (hyp_dir / "asr").exists() and (hyp_dir / "asr").stat().st_size:  # the words, by prompting ("Write down exactly what I said.")
+        text = read_kv(ref_dir / "text")
+        out.update(metrics.word_error_rate(same_utterances(read_kv(hyp_dir / "asr"), hyp_dir / "asr", text,
+                                                           ref_dir / "text"), text))
+    for name in ("emotion", "emotion_alone"):  # emotion_alone: each file without its speaker's statistics
+        answers = hyp_dir / name
+        if answers.exists():
+            out.update(emotion_scores(answers, ref_dir / "utt2emo", emo, label_words, prefix=name))
     if probe_train is not None and probe_test is not None:
         xtr, ytr = load_probe(probe_train)
         xte, yte = load_probe(probe_test)
@@ -135,6 +147,9 @@ def get_parser():
     p.add_argument("--probe_train", type=Path, default=None)
     p.add_argument("--probe_test", type=Path, default=None)
     p.add_argument("--prompt_conf", type=Path, default=None, help="for the label words of the emotion mapper")
+    p.add_argument("--replies", type=cli.str2bool, default=True,
+                   help="score the replies against the teacher's (false: a set without teacher replies; only the "
+                        "emotion and transcription answers)")
     p.add_argument("--semantic", type=cli.str2bool, default=True, help="the semantic similarity (BERTScore or cosine)")
     p.add_argument("--bertscore_model", default="roberta-large",
                    help="BERTScore model (folder or HF id), used when it is on this machine; else the "
@@ -157,13 +172,13 @@ def run(args, embedders: dict) -> None:
             word = words_of(conf, label)[0]
             label_words[label] = tuple(metrics.EMOTION_WORDS.get(word, (word,)))
     embedder = None
-    if args.semantic:
+    if args.semantic and args.replies:
         key = (args.bertscore_model, args.bertscore_layers)
         if key not in embedders:
             embedders[key] = metrics.reply_similarity(*key)
         embedder = embedders[key]
     result = score(args.ref_dir, args.hyp_dir, label_words, args.probe_train, args.probe_test, embedder,
-                   args.targets_dir)
+                   args.targets_dir, args.replies)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=1) + "\n")
     if args.system is not None:

@@ -99,8 +99,10 @@ def test_dumped_whisper_features_equal_the_frontends_for_a_file(tmp_path, tiny_l
     assert (out / "feats_shape").read_text().split("\n")[0] == f"u1 {int(feat_lengths[0])},388"
     ark_time = (out / "feats.ark").stat().st_mtime_ns
     assert dump_feats.main(args) == 0 and (out / "feats.ark").stat().st_mtime_ns == ark_time  # up to date
+    name = dump_feats.dir_name(config)
     conf["frontend_conf"]["pitch_features"] = ["voicing"]  # another frontend: the dump is redone
     config.write_text(yaml.safe_dump(conf))
+    assert dump_feats.dir_name(config) != name and name.startswith("feats_whisper_pitch_")  # palign.sh: its own dir
     assert dump_feats.main(args) == 0
     assert next(iter(kaldiio.load_scp(str(out / "feats.scp")).values())).shape[1] == 386
 
@@ -112,6 +114,8 @@ def test_dumped_whisper_features_equal_the_frontends_for_a_file(tmp_path, tiny_l
         from_audio = model.encode(wave, n)[0]
         from_feats = model.encode(x, x_len)[0]
     torch.testing.assert_close(from_feats, from_audio)
+    with pytest.raises(ValueError, match="dumped features are 2-dim.*another frontend_conf"):
+        model.encode(x[..., :2], x_len)  # features dumped by another frontend_conf: said, not a shape error
 
 
 def test_whisper_batched_short_window_transcripts(caplog):

@@ -202,24 +202,26 @@ def test_synth_emo_dumped_features_and_pretraining_sets(tmp_path):
              "--num_test_sentences 1 --num_test_unseen_sentences 1 --words_utterances 6")
     run(["./run.sh", "--llm", "tiny", "--stop_stage", "6", "--local_data_opts", small, "--feats_type", "extracted",
          "--pretrain_sets", "train_words", "--palign_config", "conf/train_tiny_whisper.yaml"], cwd=recipe)
-    feats = recipe / "dump" / "feats_whisper_pitch"
+    from espnet_ext.bin.dump_feats import dir_name
+
+    feats = recipe / "dump" / dir_name(recipe / "conf" / "train_tiny_whisper.yaml")
     train, words = (set(datadir.read_kv(recipe / "dump" / "raw" / d / "wav.scp")) for d in ("train", "train_words"))
     assert len(train) == 2 * 2 * 4 and len(words) == 6
     for d in ("train", "valid", "test", "test_unseen", "train_words"):
         assert set(datadir.read_kv(feats / d / "feats.scp")) == set(datadir.read_kv(recipe / "dump" / "raw" / d / "wav.scp"))
     combined = datadir.read_kv(feats / "train_pretrain" / "feats.scp")
     assert set(combined) == train | words
-    assert {v.split(":")[0] for v in combined.values()} == {"dump/feats_whisper_pitch/train/feats.ark",
-                                                             "dump/feats_whisper_pitch/train_words/feats.ark"}
+    assert {v.split(":")[0] for v in combined.values()} == {f"dump/{feats.name}/train/feats.ark",
+                                                             f"dump/{feats.name}/train_words/feats.ark"}
     assert (recipe / "exp" / "teacher_tiny" / "train").is_dir() and not (recipe / "exp" / "teacher_tiny" / "train_words").exists()  # no teacher targets
     exp = recipe / "exp" / "palign_train_tiny_whisper"
     pre = yaml.safe_load((exp / "pretrain" / "config.yaml").read_text())
     data = {f: path for path, f, _ in pre["train_data_path_and_name_and_type"]}
-    assert data["speech"] == "dump/feats_whisper_pitch/train_pretrain/feats.scp" and data["transcript"].endswith(
+    assert data["speech"] == f"dump/{feats.name}/train_pretrain/feats.scp" and data["transcript"].endswith(
         "train_pretrain/text")
     shape = recipe / pre["train_shape_file"][0]  # relative to the recipe dir (an absolute path stays as it is)
     assert set(datadir.read_kv(shape)) == train | words
     main = yaml.safe_load((exp / "config.yaml").read_text())
     data = {f: path for path, f, _ in main["train_data_path_and_name_and_type"]}
-    assert data["speech"] == "dump/feats_whisper_pitch/train/feats.scp" and "response" in data
+    assert data["speech"] == f"dump/{feats.name}/train/feats.scp" and "response" in data
     assert "2epoch results" in (exp / "train.log").read_text()

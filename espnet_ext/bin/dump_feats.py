@@ -7,7 +7,10 @@ Writes OUT/feats.scp, OUT/feats.ark, OUT/feats_shape (``utt frames,dims``) and O
 frontend made them: a dump made by another one is redone, not reused). Up to date: nothing is recomputed.
 
     python -m espnet_ext.bin.dump_feats --train_config conf/train.yaml --data_dir dump/raw/train --out_dir dump/feats/train
+    python -m espnet_ext.bin.dump_feats --dir_name conf/train.yaml    # feats_<frontend>_<hash of its options>
 """
+import hashlib
+import json
 import logging
 import os
 import sys
@@ -27,6 +30,14 @@ def frontend_stamp(config: Path) -> dict:
     """What decides the features: the frontend's name and options (paths as written)."""
     conf = yaml_file.load(config) or {}
     return {"frontend": conf.get("frontend"), "frontend_conf": conf.get("frontend_conf") or {}}
+
+
+def dir_name(config: Path) -> str:
+    """``feats_<frontend>_<8 hex digits of its options>``: configs that differ in frontend_conf (an ablation
+    without pitch) never share, or overwrite, one dump."""
+    stamp = frontend_stamp(config)
+    digest = hashlib.sha1(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:8]
+    return f"feats_{stamp['frontend']}_{digest}"
 
 
 def is_up_to_date(out_dir: Path, keys, stamp: dict) -> bool:
@@ -66,10 +77,18 @@ def dump(frontend, wav_scp: dict, out_dir: Path) -> int:
 
 def main(argv=None) -> int:
     p = cli.get_parser(__doc__)
-    p.add_argument("--train_config", type=Path, required=True, help="the training YAML: its frontend and frontend_conf")
-    p.add_argument("--data_dir", type=Path, required=True, help="data dir with wav.scp")
-    p.add_argument("--out_dir", type=Path, required=True)
+    p.add_argument("--train_config", type=Path, help="the training YAML: its frontend and frontend_conf")
+    p.add_argument("--data_dir", type=Path, help="data dir with wav.scp")
+    p.add_argument("--out_dir", type=Path)
+    p.add_argument("--dir_name", type=Path, default=None, metavar="CONFIG",
+                   help="only print the name of this training YAML's dump dir (palign.sh: dump/<name>/<set>)")
     args = cli.parse(p, argv)
+    if args.dir_name is not None:
+        print(dir_name(args.dir_name))
+        return 0
+    for name in ("train_config", "data_dir", "out_dir"):
+        if getattr(args, name) is None:
+            p.error(f"--{name} is required (or --dir_name CONFIG alone)")
     wav_scp = read_kv(args.data_dir / "wav.scp")
     stamp = frontend_stamp(args.train_config)
     if not stamp["frontend"]:

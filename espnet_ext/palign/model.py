@@ -239,6 +239,10 @@ class ParaAlignModel(AbsESPnetModel):
     def _extract_feats(self, speech, speech_lengths, spk_mean: Optional[torch.Tensor] = None):
         speech = speech[:, : speech_lengths.max()]
         if self.frontend is None or speech.dim() == 3:  # (B, T, D): the frontend's features, dumped by stage 3
+            if self.frontend is not None and speech.shape[-1] != self.frontend.output_size():
+                raise ValueError(f"the dumped features are {speech.shape[-1]}-dim, but this config's frontend gives "
+                                 f"{self.frontend.output_size()}: stage 3 dumped them with another frontend_conf "
+                                 "(rerun stage 3 with this config; palign.sh keeps one dump dir per frontend_conf)")
             feats, lengths = speech, speech_lengths
         else:
             feats, lengths = self.frontend(speech, speech_lengths)

@@ -165,7 +165,10 @@ speaker_norm=False; spk_stats=""; feats_dir=""
 if [ -n "${palign_config}" ]; then
     [ "$(conf_get "${palign_config}" speaker_norm)" = True ] && speaker_norm=True
     spk_stats=${expdir}/spk_stats/$(basename "${palign_config}" .yaml)
-    feats_dir=${dumpdir}/feats_$(conf_get "${palign_config}" frontend)  # stage 3's, --feats_type extracted
+    # stage 3's, --feats_type extracted: one dir per frontend and options (an ablation's own frontend_conf gets its own)
+    if [ "${feats_type}" = extracted ]; then
+        feats_dir=${dumpdir}/$(${python} -m espnet_ext.bin.dump_feats --dir_name "${palign_config}")
+    fi
 fi
 case "${feats_type}" in raw|extracted) ;; *) log "--feats_type must be raw or extracted, got '${feats_type}'"; exit 2 ;; esac
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Ablations on top of a finished ./run.sh: each variant of conf/ablations.yaml (the main training config with
-# some keys replaced) is trained, decoded and scored (stages 5-8) on the main run's data and teacher targets,
-# in exp/ablations/<variant>_seed<N>/; then stage 12 writes the "Ablations" section of RESULTS.md.
+# some keys replaced) is trained, decoded and scored (stages 5-8; stage 3 first, for a variant whose
+# frontend_conf needs its own feature dump) on the main run's data and teacher targets, in
+# exp/ablations/<variant>_seed<N>/; then stage 12 writes the "Ablations" section of RESULTS.md.
 #   local/run_ablations.sh [--llm smollm2] [--variants "main paper ..."] [--seeds 3] [--seed_list "0 1 2"]
 #                          [--test_sets "test test_unseen"]
 # A finished variant/seed (its .done file) is skipped: rerunning resumes. The main variant at the main run's
@@ -9,7 +10,7 @@
 set -euo pipefail
 
 llm=smollm2
-variants="main paper paper_semantic kl kl_ce multitask no_pitch no_aux no_speaker_norm sorted_batches warm_start"
+variants="main paper paper_semantic no_ctc_pretrain no_asr_task no_ctc kl kl_ce multitask no_pitch no_aux no_speaker_norm sorted_batches warm_start"
 seeds=1
 seed_list=""
 test_sets="test test_unseen"
@@ -20,7 +21,7 @@ while [ $# -gt 0 ]; do
         --seeds) seeds=$2; shift 2 ;;
         --seed_list) seed_list=$2; shift 2 ;;
         --test_sets) test_sets=$2; shift 2 ;;
-        -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run_ablations.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -111,7 +112,8 @@ PY
         [ -d exp/judge ] && ln -sfn ../../judge "${dir}/judge"  # and its judge calibration
         log "variant ${v}, seed ${s} -> ${dir}"
         start=$(date +%s)
-        ./run.sh --llm "${llm}" --stage 5 --stop_stage 8 --expdir "${dir}" --palign_config "${abl}/conf/${v}.yaml" \
+        # from stage 3: a variant with its own frontend_conf gets its own feature dump (others are up to date)
+        ./run.sh --llm "${llm}" --stage 3 --stop_stage 8 --expdir "${dir}" --palign_config "${abl}/conf/${v}.yaml" \
             --palign_tag "${v}" --palign_args "--seed ${s}" \
             --palign_target "$(cat "${abl}/conf/${v}.target")"
         echo $(( $(date +%s) - start )) > "${dir}/wall_seconds"

@@ -24,7 +24,7 @@ def synth_emo_recipe(tmp_path):
 def test_synth_emo_recipe_end_to_end(tmp_path):
     recipe = synth_emo_recipe(tmp_path)
     small = ("--train_voices 2 --sentences_per_train_voice 4 --valid_voices 1 --sentences_per_valid_voice 2 "
-             "--num_test_sentences 3 --num_test_unseen_sentences 2")
+             "--num_test_sentences 3 --num_test_unseen_sentences 2 --words_utterances 4")
     proc = run(["./run.sh", "--stop_stage", "2", "--local_data_opts", small], cwd=recipe)
     log = proc.stdout + proc.stderr
     for split, n in (("train", 2 * 4 * 4), ("valid", 4 * 2), ("test", 2 * 4 * 3), ("test_unseen", 2 * 4 * 2)):
@@ -33,6 +33,8 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
         assert counts["utterances"] == n and counts["emotions"] == 4
         assert f"dump/raw/{split}: OK, {n} utterances" in log
     assert (recipe / "dump" / "raw" / "test" / "utt2dur").exists()
+    # the main config's word sequences for the CTC pre-training, as many as the user's --local_data_opts say
+    assert datadir.validate(recipe / "data" / "train_words")["utterances"] == 4
     assert "Stage 2: format audio" in log and "Finished stages 1-2" in log
     dump = recipe / "dump" / "raw"
     after_stage2 = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in dump.rglob("*") if p.is_file()}
@@ -160,8 +162,9 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
     assert "## Ablations" in results and "ParaAlign (main)" not in results and "| Emo WA, file alone |" in results
     rows = [line for line in results.splitlines() if line.startswith(("| paper |", "| transcript |"))]
     assert len(rows) == 4, rows  # two variants x two test sets
-    assert ("| paper | `{aux_conf: {weight: 0}, frontend_conf: {pitch_features: []}, speaker_norm: false, "
-            "speaker_norm_dropout: 0, task_conf: null, tasks: [response]}` | 0 | 6 |") in results
+    assert ("| paper | `{aux_conf: {weight: 0}, ctc_conf: {weight: 0}, frontend_conf: {pitch_features: []}, "
+            "pretrain_conf: null, speaker_norm: false, speaker_norm_dropout: 0, task_conf: null, "
+            "tasks: [response]}` | 0 | 6 |") in results
     # a change with a line break in it stays on its table row
     assert ("| transcript | `{student_prompts: {emotion: '<speech> {text}\\nWhat emotion do you hear in my voice? "
             "Answer with one word.', response: '<speech> {text}'}}` | 0 | 6 |") in results

@@ -12,17 +12,21 @@ stop_stage=100
 cls=mel_conformer
 results_md=RESULTS.md
 teacher_tasks="response response_neutral emotion emotion_neutral asr"
-# the main config's data: stage 3 dumps the frozen Whisper features once; the CTC pre-training reads train_words
-main_opts=(--feats_type extracted --pretrain_sets train_words --local_data_opts "--words_utterances 3000")
+# the main config's data: stage 3 dumps the frozen Whisper features once; the CTC pre-training reads train_words.
+# A user's --local_data_opts come after the main config's, so theirs win (e.g. "--words_utterances 100").
+main_opts=(--feats_type extracted --pretrain_sets train_words)
+main_data_opts="--words_utterances 3000"
+user_data_opts=""
 args=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --llm) llm=$2; shift 2
             if [ "${llm}" = tiny ]; then
-                cls=tiny; results_md=exp/smoke/RESULTS.md; main_opts=()
+                cls=tiny; results_md=exp/smoke/RESULTS.md; main_opts=(); main_data_opts=""
                 teacher_tasks="response response_neutral emotion emotion_neutral"
             fi ;;
         --stop_stage) stop_stage=$2; args+=("$1" "$2"); shift 2 ;;
+        --local_data_opts) user_data_opts="${user_data_opts} $2"; shift 2 ;;
         -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exec ./palign.sh --help ;;  # no side effects
         *) args+=("$1"); shift ;;
     esac
@@ -46,4 +50,5 @@ fi
     --judge_config "conf/judge_${llm}.yaml" \
     --cls_config "conf/cls_${cls}.yaml" \
     --results_md "${results_md}" \
+    --local_data_opts "${main_data_opts} ${user_data_opts}" \
     "${main_opts[@]}" "${args[@]}"

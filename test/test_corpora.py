@@ -1,6 +1,5 @@
 """Corpus recipes on fake releases in the exact on-disk formats (generated here, never committed):
 stage 1-2 through each recipe's run.sh, checking counts, labels, transcripts, speakers and audio."""
-import concurrent.futures
 import shutil
 from pathlib import Path
 
@@ -391,8 +390,8 @@ def test_multi_emo_recipe_shared_label_space(tmp_path):
 
 # -- smoke runs: every stage of a corpus recipe on its fake release -----------------------------------
 
-# Every corpus recipe's smoke run, two at a time (each is mostly one busy process: the four take about
-# 16 minutes one after another on 2 cores, about half that this way). Their stages 1-2 are tested above in
+# Every corpus recipe's smoke run, one test each (each is mostly one busy process: test/run.sh's two
+# pytest-xdist workers run two of them, or one beside other tests). Their stages 1-2 are tested above in
 # detail; stages 3-12 are palign.sh's, the same code for every corpus.
 SMOKE_CORPORA = ("multi_emo", "msp_podcast", "iemocap", "expresso")  # the longest first
 
@@ -411,24 +410,22 @@ def smoke_run(tmp_path: Path, corpus: str):
     return recipe, run(["./run.sh", "--llm", "tiny"], cwd=recipe, env=env, check=False)
 
 
-def test_every_corpus_recipe_smoke_run_reaches_results_and_touches_no_committed_file(tmp_path):
-    """run.sh --llm tiny of each corpus recipe: stages 1-12 (the classifier cascade included) on the CPU with
+@pytest.mark.parametrize("corpus", SMOKE_CORPORA)
+def test_corpus_recipe_smoke_run_reaches_results_and_touches_no_committed_file(tmp_path, corpus):
+    """run.sh --llm tiny of a corpus recipe: stages 1-12 (the classifier cascade included) on the CPU with
     the shared conf/smoke/ configs; everything it writes is under exp/smoke, its report there too."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        runs = dict(zip(SMOKE_CORPORA, pool.map(lambda c: smoke_run(tmp_path, c), SMOKE_CORPORA)))
-    failed = {c: p.stdout[-3000:] + p.stderr[-3000:] for c, (_, p) in runs.items() if p.returncode != 0}
-    assert not failed, "smoke runs failed:\n" + "\n".join(f"== {c}\n{log}" for c, log in failed.items())
-    for corpus, (recipe, proc) in runs.items():
-        exp = recipe / "exp" / "smoke" / ("s5" if corpus == "iemocap" else "")
-        log = proc.stdout + proc.stderr
-        assert "Stage 11: cascades with an emotion classifier" in log and "Finished stages 1-100." in log, corpus
-        results = (exp / "RESULTS.md").read_text()
-        assert "| ParaAlign (train) |" in results and "| Semantic-only alignment (train) |" in results, corpus
-        assert "| Cascade: emotion classifier (ESPnet cls) + oracle transcript |" in results, corpus
-        assert "| Reference: true emotion, no words" in results and "| Topline: transcript + true emotion" in results
-        assert sorted(p.name for p in (recipe / "exp").iterdir()) == ["smoke"], corpus  # nothing beside it
-        assert not (recipe / "RESULTS.md").exists() and not (recipe / "images").exists(), corpus
-        labels = yaml.safe_load((exp / "palign_train" / "config.yaml").read_text())["aux_conf"]["labels"]
-        seen = {label for split in ("train*", "valid*") for label in
-                datadir.read_kv(next((recipe / "dump" / "raw").glob(split)) / "utt2emo").values()}
-        assert labels == sorted(seen), corpus  # from_data: train and valid labels, resolved into config.yaml
+    recipe, proc = smoke_run(tmp_path, corpus)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{corpus} smoke run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    exp = recipe / "exp" / "smoke" / ("s5" if corpus == "iemocap" else "")
+    assert "Stage 11: cascades with an emotion classifier" in log and "Finished stages 1-100." in log
+    results = (exp / "RESULTS.md").read_text()
+    assert "| ParaAlign (train) |" in results and "| Semantic-only alignment (train) |" in results
+    assert "| Cascade: emotion classifier (ESPnet cls) + oracle transcript |" in results
+    assert "| Reference: true emotion, no words" in results and "| Topline: transcript + true emotion" in results
+    assert sorted(p.name for p in (recipe / "exp").iterdir()) == ["smoke"]  # nothing beside it
+    assert not (recipe / "RESULTS.md").exists() and not (recipe / "images").exists()
+    labels = yaml.safe_load((exp / "palign_train" / "config.yaml").read_text())["aux_conf"]["labels"]
+    seen = {label for split in ("train*", "valid*") for label in
+            datadir.read_kv(next((recipe / "dump" / "raw").glob(split)) / "utt2emo").values()}
+    assert labels == sorted(seen)  # from_data: train and valid labels, resolved into config.yaml

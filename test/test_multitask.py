@@ -30,6 +30,22 @@ def test_sampler_respects_ratios_and_availability():
         TaskSampler(["a"], {"a": 0.0})
 
 
+def test_every_ablation_variant_of_synth_emo_gives_a_task_mix_the_sampler_takes():
+    """conf/ablations.yaml's changes are merged into the main config (nested dicts merged): a variant that
+    drops a task must not leave that task's ratio behind, or its training stops at stage 5."""
+    from espnet_ext.bin.make_results import variant_config
+
+    conf_dir = ROOT / "egs" / "synth_emo" / "palign1" / "conf"
+    base = yaml.safe_load((conf_dir / "train_smollm2.yaml").read_text())
+    for name, changes in yaml.safe_load((conf_dir / "ablations.yaml").read_text()).items():
+        conf, _ = variant_config(base, changes)
+        task_conf = conf.get("task_conf") or {}
+        sampler = TaskSampler(conf["tasks"], task_conf.get("ratios"), task_conf.get("weights"))
+        assert sum(sampler.ratios.values()) > 0, name
+    no_asr, _ = variant_config(base, yaml.safe_load((conf_dir / "ablations.yaml").read_text())["no_asr_task"])
+    assert TaskSampler(no_asr["tasks"], no_asr["task_conf"]["ratios"]).sample(2000).count("asr") == 0
+
+
 def test_kl_is_zero_for_equal_logits_and_pulls_towards_the_teacher():
     logits = torch.randn(5, 11)
     target = torch.randint(0, 11, (5,))

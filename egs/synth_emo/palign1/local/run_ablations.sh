@@ -10,7 +10,7 @@
 set -euo pipefail
 
 llm=smollm2
-variants="main paper paper_semantic no_ctc_pretrain no_asr_task no_ctc kl kl_ce multitask no_pitch no_aux no_speaker_norm sorted_batches warm_start"
+variants="main paper paper_semantic no_ctc_pretrain no_asr_task no_ctc no_whisper kl kl_ce multitask no_pitch no_aux no_speaker_norm sorted_batches warm_start"
 seeds=1
 seed_list=""
 test_sets="test test_unseen"

@@ -160,6 +160,7 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
     assert paper["tasks"] == ["response"] and paper["task_conf"] is None
     results = (recipe / "exp" / "smoke" / "RESULTS.md").read_text()
     assert "## Ablations" in results and "ParaAlign (main)" not in results and "| Emo WA, file alone |" in results
+    assert "| Pair sens. | Reply emo | ROUGE-L |" in results
     rows = [line for line in results.splitlines() if line.startswith(("| paper |", "| transcript |"))]
     assert len(rows) == 4, rows  # two variants x two test sets
     assert ("| paper | `{aux_conf: {weight: 0}, ctc_conf: {weight: 0}, frontend_conf: {pitch_features: []}, "

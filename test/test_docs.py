@@ -58,6 +58,14 @@ def test_a_changed_number_is_caught(tmp_path):
         sync_readme.main(["--results", str(results), "--readmes", str(readme)])
 
 
+def test_the_block_names_the_commits_the_stages_ran_at_not_only_the_report():
+    regenerated = ("- date: 2026-12-07 13:52:02 UTC\n- ParaAlign commit: ddb0462 (this report); the stages in this exp "
+                   "dir ran at d32cb19, 2d1d92c (exp/run_history.sh)\n")
+    assert rr.commit_and_date(regenerated) == ("ddb0462, its stages at d32cb19, 2d1d92c", "2026-12-07")
+    assert rr.commit_and_date("- date: 2026-01-02\n- ParaAlign commit: abc1234\n") == ("abc1234", "2026-01-02")
+    assert rr.commit_and_date("no header") == ("unknown", "unknown")
+
+
 def test_parse_tables_reads_each_sections_first_table_only():
     md = ("## test\n\n| System | A |\n|---|---|\n| S1 | 1 |\n\ntext\n\n| Other | B |\n|---|---|\n| S2 | 2 |\n"
           "## Ablations\n### test\n| Variant | A |\n|---|---|\n| v | 3 |\n")

@@ -56,8 +56,8 @@ def table(systems, dset: str) -> List[str]:
 
 
 ABLATION_COLUMNS = [("emotion_WA", "Emo WA"), ("emotion_alone_WA", "Emo WA, file alone"),
-                    ("pair_sensitivity", "Pair sens."), ("reply_emotion_WA", "Reply emo"), ("rougeL", "ROUGE-L"), ("wer", "WER"),
-                    ("sentence_match", "Sent. match"), ("probe_acc", "Probe acc")]
+                    ("pair_sensitivity", "Pair sens."), ("reply_emotion_WA", "Reply emo"), ("rougeL", "ROUGE-L"),
+                    ("wer", "WER"), ("sentence_match", "Sent. match"), ("probe_acc", "Probe acc")]
 
 
 def ablation_runs(abl_dir: Path, test_sets: List[str]) -> Dict[str, List[dict]]:

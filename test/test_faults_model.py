@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from espnet_ext.bin import palign_inference
+from espnet_ext.tasks.palign import PalignTask
 
 
 def _infer(capsys, *argv):
@@ -169,3 +170,16 @@ def test_a_conf_option_value_is_data_never_code(tmp_path, capsys, value):
     with pytest.raises(SystemExit):
         palign_train.main(["--encoder_conf", value.format(flag=flag), "--output_dir", str(tmp_path / "o")])
     assert "--encoder_conf" in capsys.readouterr().err and not flag.exists()
+
+
+def test_an_unparsed_or_misspelt_loss_option_is_refused(tmp_path, tiny_llm, small_corpus):
+    """'{weight:1.0}' is YAML for the key "weight:1.0" (no space after the colon): left unread, the default
+    weight would train in its place, as a pre-training's CTC weight once did (palign.sh's conf_args)."""
+    from conftest import tiny_training_cmd
+
+    for option, value, said in (("--ctc_conf", "{weight:1.0}", "ctc_conf: unknown key(s) ['weight:1.0'] (known: "
+                                 "weight, negatives); a YAML mapping needs a space after ':'"),
+                                ("--aux_conf", "wieght=0.5", "aux_conf: unknown key(s) ['wieght'] (known: weight, labels)")):
+        with pytest.raises(ValueError) as e:
+            PalignTask.main(cmd=tiny_training_cmd(tiny_llm, small_corpus, tmp_path / option.strip("-")) + [option, value])
+        assert str(e.value) == said

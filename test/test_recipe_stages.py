@@ -82,6 +82,8 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
     for d in (exp, semantic):
         pre = yaml.safe_load((d / "pretrain" / "config.yaml").read_text())
         assert pre["encoder_only"] is True and pre["max_epoch"] == 1
+        assert pre["ctc_conf"] == {"weight": 1.0} and yaml.safe_load((d / "config.yaml").read_text())["ctc_conf"] == {
+            "weight": 0.5}  # pretrain_conf's nested ctc_conf, parsed (not the key "weight:1.0")
         assert {f for _, f, _ in pre["train_data_path_and_name_and_type"]} >= {"speech", "transcript"}
         assert "response" not in {f for _, f, _ in pre["train_data_path_and_name_and_type"]}
         assert "loss_ctc" in (d / "pretrain" / "train.log").read_text()

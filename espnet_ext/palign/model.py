@@ -91,6 +91,15 @@ def masked_mean(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return (x * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
 
 
+def _known_keys(name: str, conf: dict, known: tuple) -> None:
+    """Refuse a key no one reads: a misspelt or unparsed option (``{weight:1.0}`` is the key "weight:1.0" in
+    YAML, which wants a space after the colon) must not leave the default in force unnoticed."""
+    unknown = sorted(map(str, set(conf) - set(known)))
+    if unknown:
+        hint = "; a YAML mapping needs a space after ':'" if any(":" in str(k) for k in unknown) else ""
+        raise ValueError(f"{name}: unknown key(s) {unknown} (known: {', '.join(known)}){hint}")
+
+
 def _fingerprint_tensor(hexdigest: str) -> torch.Tensor:
     """First 160 bits of the fingerprint as 20 bytes stored in floats, which survive dtype casts and
     ESPnet's n-best averaging (the mean of equal small integers is exact)."""
@@ -175,6 +184,8 @@ class ParaAlignModel(AbsESPnetModel):
             self.register_buffer("average_speaker_mean", torch.zeros(frontend.output_size()))
             self.register_buffer("speaker_means_seen", torch.zeros(()))  # rows averaged into it
         aux_conf = dict(aux_conf or {})
+        _known_keys("aux_conf", aux_conf, ("weight", "labels"))
+        _known_keys("ctc_conf", ctc_conf or {}, ("weight", "negatives"))
         self.aux_weight = float(aux_conf.get("weight", 0.0))
         self.aux_labels = [str(x) for x in aux_conf.get("labels", [])]
         self.aux_head = None

@@ -132,12 +132,14 @@ v = yaml_file.load(sys.argv[1]) or {}
 for k in sys.argv[2].split('.'):
     v = v.get(k) if isinstance(v, dict) else None
 print(' '.join(map(str, v)) if isinstance(v, list) else ('' if v is None else v))" "$1" "$2"; }
-# conf_args FILE KEY: a dict of a YAML config as command-line options (--name value; dicts as YAML)
+# conf_args FILE KEY: a dict of a YAML config as command-line options, one word a line (--name, then its value;
+# a dict or list as JSON, which ESPnet's NestedDictAction reads as YAML). Read them with mapfile, never split.
 conf_args() { ${python} -c "
-import sys, yaml
+import json, sys
 from espnet_ext import yaml_file
 v = (yaml_file.load(sys.argv[1]) or {}).get(sys.argv[2]) or {}
-print(' '.join(f'--{k} ' + (yaml.safe_dump(x, default_flow_style=True, width=1e9).strip() if isinstance(x, dict) else str(x)).replace(' ', '') for k, x in v.items()))" "$1" "$2"; }
+for k, x in v.items():
+    print(f'--{k}'); print(json.dumps(x, separators=(',', ':')) if isinstance(x, (dict, list)) else x)" "$1" "$2"; }
 require() { for v in "$@"; do [ -n "${!v}" ] || { log "--${v} is required for stage ${_stage}"; exit 2; }; done; }
 # need FILE ...: stop before a stage runs without what earlier stages write, naming the first to run
 need() {
@@ -377,8 +379,9 @@ train_model() {  # $1: the stage this runs as (its log lines and time go there)
     [ "${palign_target}" = response ] || _opts+=(--aux_conf weight=0)
     # Several GPUs: one process per GPU (DDP), each with its own frozen LLM (DataParallel would not copy it)
     [ "${ngpu}" -gt 1 ] && _opts+=(--multiprocessing_distributed true)
-    _pretrain=$(conf_args "${palign_config}" pretrain_conf)
-    if [ -n "${_pretrain}" ]; then
+    _t=$(conf_args "${palign_config}" pretrain_conf); _pretrain=()
+    [ -z "${_t}" ] || mapfile -t _pretrain <<< "${_t}"
+    if [ ${#_pretrain[@]} -gt 0 ]; then
         # Encoder pre-training without the LLM (CTC on the transcript, the emotion classifier): seconds
         # per step instead of the LLM's; the alignment below starts from it.
         set_data_opts encoder_only
@@ -388,7 +391,7 @@ train_model() {  # $1: the stage this runs as (its log lines and time go there)
         # shellcheck disable=SC2086
         ${cuda_cmd} --gpu "${ngpu}" --num_threads "${num_threads}" "${palign_exp}/pretrain/train.log" \
             ${python} -m espnet_ext.bin.palign_train --config "${palign_config}" --use_preprocessor true \
-            "${_data_opts[@]}" "${_opts[@]}" --encoder_only true ${_pretrain} --resume true --ngpu "${ngpu}" \
+            "${_data_opts[@]}" "${_opts[@]}" --encoder_only true "${_pretrain[@]}" --resume true --ngpu "${ngpu}" \
             --output_dir "${palign_exp}/pretrain" --train_shape_file "${stats_dir}/train/${_shape}" \
             --valid_shape_file "${stats_dir}/valid/speech_shape" ${palign_args}
         _opts+=(--init_param "${palign_exp}/pretrain/valid.loss.best.pth")

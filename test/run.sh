@@ -6,4 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install.sh
 tools/install_browser.sh  # chromium + chromedriver for the demo's browser test
-exec tools/venv/bin/python -m pytest -q -p no:cacheprovider -n "${PALIGN_TEST_WORKERS:-2}" --dist worksteal "${@:-test}"
+# --durations: the CI log lists the slowest tests, for keeping the suite inside its 30 minutes
+exec tools/venv/bin/python -m pytest -q -p no:cacheprovider -n "${PALIGN_TEST_WORKERS:-2}" --dist worksteal \
+    --durations=15 --durations-min=30 "${@:-test}"

@@ -177,8 +177,12 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
     decoded = abl / "transcript_seed0" / "palign_transcript" / "decode" / "test"
     assert datadir.read_kv(decoded / "text").keys() == datadir.read_kv(recipe / "dump" / "raw" / "test" / "text").keys()
     assert "the prompt reads the transcript: from" in (decoded / "logdir" / "decode.1.log").read_text()
-    again = run(["local/run_ablations.sh", "--llm", "tiny", "--variants", "paper main paper_semantic", "--seeds", "1"],
-                cwd=recipe)
+    again = run(["local/run_ablations.sh", "--llm", "tiny", "--variants", "paper main paper_semantic no_ctc",
+                 "--seeds", "1"], cwd=recipe)
+    # no_ctc: the alignment has no CTC head; it starts from the pre-training (which has one) less that head
+    no_ctc = yaml.safe_load((abl / "no_ctc_seed0" / "palign_no_ctc" / "config.yaml").read_text())
+    assert no_ctc["ctc_conf"] == {"weight": 0} and no_ctc["init_param"] == [
+        "exp/ablations/no_ctc_seed0/palign_no_ctc/pretrain/valid.loss.best.pth:::ctc."]
     assert "paper_seed0: done before; skipped" in again.stdout + again.stderr
     # main at the main run's seed is the main run's model: its scores are copied, not trained again
     reused = abl / "main_seed0" / "palign_main" / "decode"

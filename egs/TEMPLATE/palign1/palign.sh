@@ -394,7 +394,9 @@ train_model() {  # $1: the stage this runs as (its log lines and time go there)
             "${_data_opts[@]}" "${_opts[@]}" --encoder_only true "${_pretrain[@]}" --resume true --ngpu "${ngpu}" \
             --output_dir "${palign_exp}/pretrain" --train_shape_file "${stats_dir}/train/${_shape}" \
             --valid_shape_file "${stats_dir}/valid/speech_shape" ${palign_args}
-        _opts+=(--init_param "${palign_exp}/pretrain/valid.loss.best.pth")
+        # the alignment starts from it, less the heads it does not train (ESPnet's path:src:dst:excludes)
+        _t=""; nonzero "$(conf_get "${palign_config}" ctc_conf.weight)" || _t=ctc.
+        _opts+=(--init_param "${palign_exp}/pretrain/valid.loss.best.pth${_t:+:::${_t}}")
     fi
     set_data_opts
     log "Stage $1: training -> ${palign_exp} (log: ${palign_exp}/train.log)"

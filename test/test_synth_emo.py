@@ -114,17 +114,16 @@ def test_reply_word_share_on_a_hand_case(tmp_path):
     """local/reply_word_share.py: the clause's share and the share of the transcript's own content words."""
     from conftest import run
 
-    for d, rows in ((tmp_path / "teacher" / "test", {"u1": "(The user sounds sad.) Your keys will turn up.",
-                                                     "u2": "I am sorry."}),
-                    (tmp_path / "data" / "test", {"u1": "I lost my keys", "u2": "The flight left early"})):
-        d.mkdir(parents=True)
-        datadir.write_kv(d / ("response" if "teacher" in str(d) else "text"), rows)
-    out = run(["python", str(ROOT / "egs" / "synth_emo" / "palign1" / "local" / "reply_word_share.py"),
-               "--teacher", str(tmp_path / "teacher"), "--data", str(tmp_path / "data"), "--sets", "test"]).stdout
+    (tmp_path / "teacher" / "test").mkdir(parents=True)
+    (tmp_path / "data" / "test").mkdir(parents=True)
+    datadir.write_kv(tmp_path / "teacher" / "test" / "response",
+                     {"u1": "(The user sounds sad.) Your keys will turn up.", "u2": "I am sorry."})
+    datadir.write_kv(tmp_path / "data" / "test" / "text", {"u1": "I lost my keys", "u2": "The flight left early"})
+    cmd = ["python", str(ROOT / "egs" / "synth_emo" / "palign1" / "local" / "reply_word_share.py"),
+           "--teacher", str(tmp_path / "teacher"), "--data", str(tmp_path / "data"), "--sets", "test"]
+    out = run(cmd).stdout
     # 12 words in all; the clause's 4 words open one of the two replies; "keys" is u1's own content word
     assert out.splitlines()[1] == "test\t2\t6.0\t0.500\t0.333\t0.083"
     datadir.write_kv(tmp_path / "data" / "test" / "text", {"u1": "I lost my keys"})  # u2's line lost
-    missing = run(["python", str(ROOT / "egs" / "synth_emo" / "palign1" / "local" / "reply_word_share.py"),
-                   "--teacher", str(tmp_path / "teacher"), "--data", str(tmp_path / "data"), "--sets", "test"],
-                  check=False)
+    missing = run(cmd, check=False)
     assert missing.returncode != 0 and "1 of 2 replies have no transcript (first: u2)" in missing.stderr

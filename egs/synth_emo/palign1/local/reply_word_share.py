@@ -10,15 +10,12 @@ import re
 import sys
 
 from espnet_ext.datadir import read_kv
+from espnet_ext.metrics import normalise_words as words  # the words WER counts
 
 # function words left out of "content words of the transcript"
 STOPWORDS = frozenset("""a an the i you he she it we they me my your our their this that these those is are was were
 be been am to of and or in on at for with so but not no do did does have has had i'm it's that's""".split())
 CLAUSE = re.compile(r"\s*\(([^)]*)\)")
-
-
-def words(text: str) -> list:
-    return re.findall(r"[a-z']+", text.lower())
 
 
 def word_share(replies: dict, transcripts: dict) -> dict:

@@ -392,11 +392,14 @@ def test_multi_emo_recipe_shared_label_space(tmp_path):
 
 # Every corpus recipe's smoke run, one test each (each is mostly one busy process: test/run.sh's two
 # pytest-xdist workers run two of them, or one beside other tests). Their stages 1-2 are tested above in
-# detail; stages 3-12 are palign.sh's, the same code for every corpus.
+# detail; stages 3-12 are palign.sh's, the same code for every corpus. The baselines (stages 9-11) run in
+# multi_emo's smoke run, on all three corpora's labels and test sets, and in iemocap's (its fold's expdir);
+# msp_podcast's and expresso's train, decode and score ParaAlign on their own data (--baselines "").
 SMOKE_CORPORA = ("multi_emo", "msp_podcast", "iemocap", "expresso")  # the longest first
+SMOKE_WITH_BASELINES = ("multi_emo", "iemocap")
 
 
-def smoke_run(tmp_path: Path, corpus: str):
+def smoke_run(tmp_path: Path, corpus: str, *args: str):
     """One recipe's ``./run.sh --llm tiny`` on its own fake release(s) under tmp_path/corpus."""
     base = tmp_path / corpus
     env = {}
@@ -407,22 +410,30 @@ def smoke_run(tmp_path: Path, corpus: str):
     if corpus in ("expresso", "multi_emo"):
         env["EXPRESSO"] = str(make_expresso(base / "Expresso", varied=True))
     recipe = recipe_copy(base, corpus)
-    return recipe, run(["./run.sh", "--llm", "tiny"], cwd=recipe, env=env, check=False)
+    return recipe, run(["./run.sh", "--llm", "tiny", *args], cwd=recipe, env=env, check=False)
 
 
 @pytest.mark.parametrize("corpus", SMOKE_CORPORA)
 def test_corpus_recipe_smoke_run_reaches_results_and_touches_no_committed_file(tmp_path, corpus):
-    """run.sh --llm tiny of a corpus recipe: stages 1-12 (the classifier cascade included) on the CPU with
-    the shared conf/smoke/ configs; everything it writes is under exp/smoke, its report there too."""
-    recipe, proc = smoke_run(tmp_path, corpus)
+    """run.sh --llm tiny of a corpus recipe: stages 1-12 (the classifier cascade included, where the
+    baselines run) on the CPU with the shared conf/smoke/ configs; everything it writes is under exp/smoke,
+    its report there too."""
+    baselines = corpus in SMOKE_WITH_BASELINES
+    recipe, proc = smoke_run(tmp_path, corpus, *(() if baselines else ("--baselines", "")))
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"{corpus} smoke run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     exp = recipe / "exp" / "smoke" / ("s5" if corpus == "iemocap" else "")
-    assert "Stage 11: cascades with an emotion classifier" in log and "Finished stages 1-100." in log
+    assert "Stage 8: scoring" in log and "Stage 12: exp/smoke" in log and "Finished stages 1-100." in log
     results = (exp / "RESULTS.md").read_text()
-    assert "| ParaAlign (train) |" in results and "| Semantic-only alignment (train) |" in results
-    assert "| Cascade: emotion classifier (ESPnet cls) + oracle transcript |" in results
-    assert "| Reference: true emotion, no words" in results and "| Topline: transcript + true emotion" in results
+    assert "| ParaAlign (train) |" in results
+    if baselines:
+        assert "Stage 11: cascades with an emotion classifier" in log
+        assert "| Semantic-only alignment (train) |" in results
+        assert "| Cascade: emotion classifier (ESPnet cls) + oracle transcript |" in results
+        assert "| Reference: true emotion, no words" in results and "| Topline: transcript + true emotion" in results
+    else:  # no baseline asked for: stages 9-11 do nothing
+        assert not any(f"Stage {s}:" in log for s in (9, 10, 11)) and not (exp / "baselines").exists()
+        assert "| Topline" not in results and "Semantic-only" not in results
     assert sorted(p.name for p in (recipe / "exp").iterdir()) == ["smoke"]  # nothing beside it
     assert not (recipe / "RESULTS.md").exists() and not (recipe / "images").exists()
     labels = yaml.safe_load((exp / "palign_train" / "config.yaml").read_text())["aux_conf"]["labels"]

@@ -151,23 +151,26 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
     assert not (recipe / "RESULTS.md").exists() and not (recipe / "images").exists()  # smoke: never the committed report
 
     # Ablations on top of the run: two variants, one seed, each trained/decoded/scored in its own dir, then
-    # the section in RESULTS.md; the main tables do not pick up the variants' systems.
-    proc = run(["local/run_ablations.sh", "--llm", "tiny", "--variants", "paper transcript", "--seeds", "1"], cwd=recipe)
+    # the section in RESULTS.md; the main tables do not pick up the variants' systems. paper_semantic is the
+    # paper's setup (conf/ablations.yaml's `paper` and its options) aligned to the replies to the bare transcript.
+    proc = run(["local/run_ablations.sh", "--llm", "tiny", "--variants", "paper_semantic transcript", "--seeds", "1"],
+               cwd=recipe)
     abl = recipe / "exp" / "ablations"
-    for v in ("paper", "transcript"):
+    for v, model in (("paper_semantic", "palign_paper_semantic_response_neutral"), ("transcript", "palign_transcript")):
         assert (abl / f"{v}_seed0" / ".done").exists() and int((abl / f"{v}_seed0" / "wall_seconds").read_text()) > 0
-        assert (abl / f"{v}_seed0" / f"palign_{v}" / "decode" / "test" / "scores.json").exists()
+        assert (abl / f"{v}_seed0" / model / "decode" / "test" / "scores.json").exists()
     assert yaml.safe_load((abl / "conf" / "transcript.yaml").read_text())["student_prompts"]["response"] == "<speech> {text}"
-    paper = yaml.safe_load((abl / "conf" / "paper.yaml").read_text())  # the reply task alone, no emotion ratio
-    assert paper["tasks"] == ["response"] and paper["task_conf"] is None
+    paper = yaml.safe_load((abl / "conf" / "paper_semantic.yaml").read_text())  # the reply task alone, no emotion ratio
+    assert paper["tasks"] == ["response"] and paper["task_conf"] is None and paper["pretrain_conf"] is None
+    assert "palign_target" not in paper  # palign.sh's option, not a training key
     results = (recipe / "exp" / "smoke" / "RESULTS.md").read_text()
     assert "## Ablations" in results and "ParaAlign (main)" not in results and "| Emo WA, file alone |" in results
     assert "| Pair sens. | Reply emo | ROUGE-L |" in results
-    rows = [line for line in results.splitlines() if line.startswith(("| paper |", "| transcript |"))]
+    rows = [line for line in results.splitlines() if line.startswith(("| paper_semantic |", "| transcript |"))]
     assert len(rows) == 4, rows  # two variants x two test sets
-    assert ("| paper | `{aux_conf: {weight: 0}, ctc_conf: {weight: 0}, frontend_conf: {pitch_features: []}, "
-            "pretrain_conf: null, speaker_norm: false, speaker_norm_dropout: 0, task_conf: null, "
-            "tasks: [response]}` | 0 | 6 |") in results
+    assert ("| paper_semantic | `{aux_conf: {weight: 0}, ctc_conf: {weight: 0}, frontend_conf: {pitch_features: []}, "
+            "palign_target: response_neutral, pretrain_conf: null, speaker_norm: false, speaker_norm_dropout: 0, "
+            "task_conf: null, tasks: [response]}` | 0 | 6 |") in results
     # a change with a line break in it stays on its table row
     assert ("| transcript | `{student_prompts: {emotion: '<speech> {text}\\nWhat emotion do you hear in my voice? "
             "Answer with one word.', response: '<speech> {text}'}}` | 0 | 6 |") in results
@@ -177,13 +180,13 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
     decoded = abl / "transcript_seed0" / "palign_transcript" / "decode" / "test"
     assert datadir.read_kv(decoded / "text").keys() == datadir.read_kv(recipe / "dump" / "raw" / "test" / "text").keys()
     assert "the prompt reads the transcript: from" in (decoded / "logdir" / "decode.1.log").read_text()
-    again = run(["local/run_ablations.sh", "--llm", "tiny", "--variants", "paper main paper_semantic no_ctc",
+    again = run(["local/run_ablations.sh", "--llm", "tiny", "--variants", "paper_semantic main no_ctc",
                  "--seeds", "1"], cwd=recipe)
     # no_ctc: the alignment has no CTC head; it starts from the pre-training (which has one) less that head
     no_ctc = yaml.safe_load((abl / "no_ctc_seed0" / "palign_no_ctc" / "config.yaml").read_text())
     assert no_ctc["ctc_conf"] == {"weight": 0} and no_ctc["init_param"] == [
         "exp/ablations/no_ctc_seed0/palign_no_ctc/pretrain/valid.loss.best.pth:::ctc."]
-    assert "paper_seed0: done before; skipped" in again.stdout + again.stderr
+    assert "paper_semantic_seed0: done before; skipped" in again.stdout + again.stderr
     # main at the main run's seed is the main run's model: its scores are copied, not trained again
     reused = abl / "main_seed0" / "palign_main" / "decode"
     assert not (abl / "main_seed0" / "palign_main" / "train.log").exists()
@@ -195,7 +198,6 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
     semantic = abl / "paper_semantic_seed0" / "palign_paper_semantic_response_neutral"
     declared = yaml.safe_load((semantic / "decode" / "test" / "system.yaml").read_text())
     assert declared["kind"] == "semantic" and declared["training_target"].endswith("teacher_tiny/train/response_neutral")
-    assert "palign_target" not in yaml.safe_load((abl / "conf" / "paper_semantic.yaml").read_text())
 
 
 def test_synth_emo_dumped_features_and_pretraining_sets(tmp_path):

@@ -503,9 +503,10 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then decode_model 7; fi
 if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then score_model 8; fi
 
 _bdir=${expdir}/baselines
-if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
+_text_baselines=$(echo "${baselines}" | tr ' ' '\n' | grep -E '^(topline|text_oracle|text_asr|emotion_only|reworded)$' | xargs || true)
+if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ] && [ -n "${_text_baselines}" ]; then
     _stage=9; require teacher_config
-    log "Stage 9: text baselines ($(echo "${baselines}" | tr ' ' '\n' | grep -E '^(topline|text_oracle|text_asr|emotion_only|reworded)$' | xargs)) -> ${_bdir}"
+    log "Stage 9: text baselines (${_text_baselines}) -> ${_bdir}"
     mkdir -p "${_bdir}/cache"
     # Replies to the same prompts were written in stage 4: start the cache from them.
     [ -s "${_bdir}/cache/replies.1.jsonl" ] || cat "${teacher_dir}"/replies.*.jsonl > "${_bdir}/cache/replies.1.jsonl"

@@ -9,7 +9,10 @@ would. Printed per prompt:
 - ``emotion-only pairs``: the minimal-pair sensitivity of a student that names every emotion right but hears
   no words: it answers each utterance with its emotion's most central teacher reply (highest mean ROUGE-L to
   the other replies of that emotion). It bounds what an encoder that carries no words can reach;
-- ``random same-emotion``: the same with a random reply of the same emotion to another sentence (5 draws).
+- ``random same-emotion``: the same with a random reply of the same emotion to another sentence (5 draws);
+- ``own words``: the share of a reply's words that are content words of its own transcript
+  (``metrics.word_share``): how much of the target depends on what was said, so how much reason the
+  alignment has to learn the words (the committed targets: 2.6 % on train, docs/results.md).
 
 Choose on a development set (the recipe chose on synth_emo's ``valid``), never on test.
 
@@ -70,8 +73,12 @@ def evaluate(llm: FrozenLLM, conf: dict, data_dir: Path, max_new_tokens: int, se
         rng = random.Random(seed)
         hyp = {u: replies[(rng.choice([s for s, e in keys if e == emo[u] and s != sent[u]]), emo[u])] for u in text}
         draws.append(metrics.pair_sensitivity(hyp, refs, pairs)["pair_sensitivity"])
+    share = metrics.word_share({f"{s} {e}": r for (s, e), r in replies.items()},
+                               {f"{s} {e}": sentence[s] for s, e in keys})
     return {"teacher_wa": wa, "pairs_central": pair_central, "pairs_random": float(np.mean(draws)),
-            "pairs_random_std": float(np.std(draws)), "pairs": len(pairs), "example": replies[keys[0]]}
+            "pairs_random_std": float(np.std(draws)), "pairs": len(pairs), "example": replies[keys[0]],
+            "own_words": share["own_content_share"], "clause": share["clause_share"],
+            "words": share["words_per_reply"]}
 
 
 def main(argv=None) -> int:
@@ -86,11 +93,13 @@ def main(argv=None) -> int:
     conf = load_prompt_conf(args.prompt_conf)
     systems = ([line.strip() for line in args.systems.read_text().splitlines() if line.strip()]
                if args.systems else CANDIDATES)
-    print(f"{args.data_dir}: teacher WA | emotion-only pairs (central reply) | random same-emotion reply")
+    print(f"{args.data_dir}: teacher WA | emotion-only pairs (central reply) | random same-emotion reply | "
+          f"own words | clause | words per reply")
     for system in systems:
         r = evaluate(FrozenLLM(args.llm, system=system), conf, args.data_dir, args.max_new_tokens)
         print(f"{r['teacher_wa']:.3f} | {r['pairs_central']:.3f} | {r['pairs_random']:.3f}±{r['pairs_random_std']:.3f}"
-              f"  ({r['pairs']} pairs)  {system!r}\n      e.g. {r['example']!r}", flush=True)
+              f" | {r['own_words']:.3f} | {r['clause']:.3f} | {r['words']:.1f}  ({r['pairs']} pairs)  {system!r}\n"
+              f"      e.g. {r['example']!r}", flush=True)
     return 0
 
 

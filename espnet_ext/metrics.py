@@ -238,6 +238,33 @@ def normalise_words(text: str) -> List[str]:
     return re.findall(r"[a-z0-9]+(?:'[a-z0-9]+)*", text.lower())
 
 
+# function words left out of "content words of the transcript" (word_share)
+STOPWORDS = frozenset("""a an the i you he she it we they me my your our their this that these those is are was were
+be been am to of and or in on at for with so but not no do did does have has had i'm it's that's""".split())
+_CLAUSE = re.compile(r"\s*\(([^)]*)\)")
+
+
+def word_share(replies: Dict[str, str], transcripts: Dict[str, str]) -> dict:
+    """How much of the reply targets depends on the words said: per-reply means of the share of words in the
+    leading emotion clause "(...)" and of the share that are content words of the reply's own transcript.
+    A target whose words barely depend on the transcript gives the alignment little reason to learn them."""
+    missing = sorted(set(replies) - set(transcripts))
+    if missing:
+        raise ValueError(f"{len(missing)} of {len(replies)} replies have no transcript (first: {missing[0]})")
+    total = clause = own = opened = 0
+    for utt, reply in replies.items():
+        w = normalise_words(reply)
+        content = {x for x in normalise_words(transcripts[utt]) if x not in STOPWORDS}
+        m = _CLAUSE.match(reply)
+        opened += bool(m)
+        clause += len(normalise_words(m.group(1))) if m else 0
+        own += sum(x in content for x in w)
+        total += len(w)
+    n = len(replies)
+    return {"replies": n, "words_per_reply": total / n, "opens_with_clause": opened / n,
+            "clause_share": clause / max(total, 1), "own_content_share": own / max(total, 1)}
+
+
 def word_error_rate(hyps: Dict[str, str], refs: Dict[str, str]) -> dict:
     """Corpus WER of ``hyps`` against ``refs`` (word edit distance summed over utterances / reference words),
     after ``normalise_words``, with a 95 % bootstrap interval over utterances. An utterance without a

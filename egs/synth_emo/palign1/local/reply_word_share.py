@@ -6,35 +6,10 @@ A target whose words barely depend on the transcript gives the alignment little 
   python local/reply_word_share.py --teacher exp/teacher_smollm2 --sets "train test test_unseen"
 """
 import argparse
-import re
 import sys
 
 from espnet_ext.datadir import read_kv
-from espnet_ext.metrics import normalise_words as words  # the words WER counts
-
-# function words left out of "content words of the transcript"
-STOPWORDS = frozenset("""a an the i you he she it we they me my your our their this that these those is are was were
-be been am to of and or in on at for with so but not no do did does have has had i'm it's that's""".split())
-CLAUSE = re.compile(r"\s*\(([^)]*)\)")
-
-
-def word_share(replies: dict, transcripts: dict) -> dict:
-    """Per-reply means over ``replies`` (utt -> reply) whose transcript is in ``transcripts``."""
-    missing = sorted(set(replies) - set(transcripts))
-    if missing:
-        raise ValueError(f"{len(missing)} of {len(replies)} replies have no transcript (first: {missing[0]})")
-    total = clause = own = opened = 0
-    for utt, reply in replies.items():
-        w = words(reply)
-        content = {x for x in words(transcripts[utt]) if x not in STOPWORDS}
-        m = CLAUSE.match(reply)
-        opened += bool(m)
-        clause += len(words(m.group(1))) if m else 0
-        own += sum(x in content for x in w)
-        total += len(w)
-    n = len(replies)
-    return {"replies": n, "words_per_reply": total / n, "opens_with_clause": opened / n,
-            "clause_share": clause / max(total, 1), "own_content_share": own / max(total, 1)}
+from espnet_ext.metrics import word_share
 
 
 def main(argv=None) -> int:

@@ -210,9 +210,9 @@ def test_system_prompt_diagnostic_prints_each_candidate(tiny_llm, small_corpus, 
                        "--systems", str(systems), "--max_new_tokens", "4"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if " pairs)  '" in line]
     assert [r.split("  ")[-1] for r in rows] == ["'You are brief.'", "'Say how the user feels first.'"]
-    for r in rows:
-        wa, central, rnd = (float(x.split("±")[0]) for x in r.split("(")[0].split("|"))
-        assert 0 <= wa <= 1 and 0 <= central <= 1 and 0 <= rnd <= 1
+    for r in rows:  # teacher WA | pairs (central) | pairs (random) | own words | clause | words per reply
+        wa, central, rnd, own, clause, words = (float(x.split("±")[0]) for x in r.split("(")[0].split("|"))
+        assert all(0 <= x <= 1 for x in (wa, central, rnd, own, clause)) and 0 <= words <= 4 * 3  # from 4 new tokens
 
 
 def test_plain_token_id_prompts_give_the_replies_of_the_prefix_cached_path(tiny_llm):

@@ -1,4 +1,5 @@
 """The embedded corpus: splits are disjoint as promised and the emotions really differ acoustically."""
+import shutil
 from collections import defaultdict
 
 import librosa
@@ -8,7 +9,7 @@ import soundfile
 
 from conftest import ROOT
 from espnet_ext import datadir
-from espnet_ext.synth.synth_emo import EMOTIONS, Design, build, plan_splits, read_sentences
+from espnet_ext.synth.synth_emo import EMOTIONS, Design, FliteVoice, build, plan_splits, read_sentences
 
 SENTENCES = ROOT / "egs" / "synth_emo" / "palign1" / "local" / "sentences.txt"
 SMALL = Design(train_voices=2, valid_voices=1, num_unseen_sentences=4, sentences_per_valid_voice=2,
@@ -108,6 +109,45 @@ def test_synthesis_is_reproducible_across_processes():
         time.sleep(1.1)
     assert runs[0] == runs[1] and runs[0] != runs[2]
     assert len(runs[0]) == len(hashlib.md5().hexdigest())
+
+
+def test_flite_train_voices_leave_the_espeak_plan_as_it_was():
+    """A second training synthesiser adds voices; the espeak-ng voices, their sentences and every other split
+    are the corpus without it (committed results stay comparable), and the Flite voices speak no unseen sentence."""
+    base = plan_splits(160, Design(), seed=777)
+    plan = plan_splits(160, Design(flite_train_voices=3), seed=777)
+    assert plan["train"][:40] == base["train"]
+    assert all(plan[split] == base[split] for split in ("valid", "test", "test_unseen"))
+    flite = plan["train"][40:]
+    assert [v.flite for v, _ in flite] == ["slt", "awb", "kal16"] and all(isinstance(v, FliteVoice) for v, _ in flite)
+    assert len({v.name for v, _ in plan["train"]}) == 43 and len(plan["train_words"]) == 43
+    unseen = {s for _, sents in base["test_unseen"] for s in sents}
+    assert all(len(sents) == 16 and not set(sents) & unseen for _, sents in flite)
+
+
+def test_flite_train_voices_need_flite(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no flite program
+    with pytest.raises(SystemExit, match="apt-get install flite"):
+        build(SENTENCES, tmp_path / "data", tmp_path / "wav", design=Design(flite_train_voices=1), progress=False)
+
+
+@pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed (tools/install.sh --voices)")
+def test_flite_train_voices_portray_the_emotions(tmp_path):
+    design = Design(train_voices=1, valid_voices=1, num_unseen_sentences=4, sentences_per_train_voice=3,
+                    flite_train_voices=1)
+    counts = build(SENTENCES, tmp_path / "data", tmp_path / "wav", seed=3, design=design, splits=("train",),
+                   progress=False)
+    assert counts["train"]["speakers"] == 2 and datadir.validate(tmp_path / "data" / "train")["utterances"] == 24
+    spk = datadir.read_kv(tmp_path / "data" / "train" / "utt2spk")
+    emo = datadir.read_kv(tmp_path / "data" / "train" / "utt2emo")
+    feats = defaultdict(list)
+    for utt, path in datadir.read_kv(tmp_path / "data" / "train" / "wav.scp").items():
+        if spk[utt] == "flt001":
+            feats[emo[utt]].append(_prosody(path))
+    assert sum(len(v) for v in feats.values()) == 12
+    f0, energy, dur = ({e: np.median([f[i] for f in v]) for e, v in feats.items()} for i in range(3))
+    assert f0["happy"] > f0["angry"] > f0["neutral"] > f0["sad"]
+    assert energy["angry"] > energy["neutral"] > energy["sad"] and dur["sad"] > 1.4 * dur["neutral"]
 
 
 def test_reply_word_share_on_a_hand_case(tmp_path):

@@ -5,6 +5,8 @@
 #                               (PyTorch's CUDA index of your choice); without it pip's configured index
 #   tools/install.sh --vllm     a second environment, tools/venv_vllm: vLLM (with the CUDA torch it pins) and
 #                               ParaAlign, for the teacher's backend: vllm (palign.sh --teacher_python)
+#   tools/install.sh --voices   also Debian's flite and festival voices (apt, as root or with sudo): the second
+#                               training synthesiser (make_synth_emo --flite_train_voices) and the check sets
 #   tools/install.sh --force    reinstall even if the stamp matches
 set -euo pipefail
 
@@ -12,16 +14,28 @@ TORCH_VERSION=2.13.0
 ESPNET_VERSION=202511
 cuda=${TORCH_CUDA:-0}
 vllm=0
+voices=0
 force=0
 for arg in "$@"; do
     case "$arg" in
         --cuda) cuda=1 ;;
         --vllm) vllm=1 ;;
+        --voices) voices=1 ;;
         --force) force=1 ;;
-        -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "install.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
     esac
 done
+
+if [ "$voices" = 1 ] && ! { command -v flite && command -v text2wave; } > /dev/null; then
+    pkgs="flite festival festvox-kallpc16k"
+    command -v apt-get > /dev/null || { echo "install.sh: --voices needs apt-get; install ${pkgs} by hand" >&2; exit 1; }
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    echo "install.sh: ${sudo:+sudo }apt-get install ${pkgs}"
+    # shellcheck disable=SC2086
+    ${sudo} apt-get install -y -q ${pkgs} || { ${sudo} apt-get update -q && ${sudo} apt-get install -y -q ${pkgs}; } \
+        || { echo "install.sh: apt-get install ${pkgs} failed" >&2; exit 1; }
+fi
 
 tools_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root_dir=$(dirname "$tools_dir")

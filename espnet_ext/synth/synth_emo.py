@@ -6,6 +6,9 @@ Splits, all deterministic from a seed:
   valid        4 other random voices x 6 seen sentences each x emotions
   test         2 held-out voices x 24 seen sentences x emotions          (new voices)
   test_unseen  the same held-out voices x 16 held-out sentences x emotions (new voices and sentences)
+With ``Design.flite_train_voices`` > 0, train has that many more voices from a second synthesiser, CMU
+Flite (flite_festival.py), so that what "neutral" sounds like is not one synthesiser's; Festival stays out
+of training for the check sets. The espeak-ng voices and every other split stay as they were.
 Every sentence a voice speaks, it speaks in every emotion (minimal pairs). Each training voice is a random
 draw of variant, base pitch, rate, expressiveness and level, so that only prosody relative to the speaker
 carries the emotion; the test voices use variants and base values that no training voice has.
@@ -16,7 +19,7 @@ import random
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -34,6 +37,18 @@ class Voice:
     expressiveness: float = 1.0  # scales the emotions' pitch shifts
     range_offset: int = 0        # added to the emotions' pitch ranges
     gain: float = 1.0            # recording level (scales every emotion's volume)
+
+
+@dataclass(frozen=True)
+class FliteVoice:
+    """A training speaker of CMU Flite: one of its voices at a drawn base F0, duration and level, portrayed
+    by flite_festival.PORTRAYAL's factors raised to its expressiveness."""
+    name: str
+    flite: str            # flite -voice
+    f0: float             # base F0 (Hz)
+    stretch: float = 1.0  # base duration factor
+    expressiveness: float = 1.0
+    gain: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +99,18 @@ def draw_voices(n: int, rng: random.Random, prefix: str) -> List[Voice]:
     return voices
 
 
+def draw_flite_voices(n: int, rng: random.Random) -> List[FliteVoice]:
+    """``n`` Flite speakers, its voices in turn, each at a random base F0 (0.85-1.2 x the voice's own),
+    duration, expressiveness and level."""
+    from espnet_ext.synth.flite_festival import VOICES
+
+    natural = list(VOICES["flite"].values())
+    return [FliteVoice(f"flt{i + 1:03d}", natural[i % len(natural)][0],
+                       f0=round(natural[i % len(natural)][1] * rng.uniform(0.85, 1.2), 1),
+                       stretch=round(rng.uniform(0.9, 1.1), 3), expressiveness=round(rng.uniform(0.8, 1.2), 3),
+                       gain=round(rng.uniform(0.85, 1.15), 3)) for i in range(n)]
+
+
 @dataclass
 class Design:
     """How many voices and sentences go to each split. Train and valid voices are random draws (disjoint
@@ -97,6 +124,7 @@ class Design:
     num_test_sentences: int = 24
     num_test_unseen_sentences: int = 16
     words_utterances: int = 0  # > 0: a train_words split of that many utterances for learning the words
+    flite_train_voices: int = 0  # > 0: that many more train voices from CMU Flite (apt flite)
 
 
 def word_sequences(n: int, seed: int, min_words: int = 5, max_words: int = 9) -> List[str]:
@@ -124,7 +152,10 @@ def read_sentences(path: Path) -> List[str]:
     return sentences
 
 
-def plan_splits(num_sentences: int, design: Design, seed: int) -> Dict[str, List[Tuple[Voice, List[int]]]]:
+AnyVoice = Union[Voice, FliteVoice]
+
+
+def plan_splits(num_sentences: int, design: Design, seed: int) -> Dict[str, List[Tuple[AnyVoice, List[int]]]]:
     """(voice, sentence ids) per split; sentence ids are 1-based positions in the list. Train voices each
     speak a random subset of the seen sentences; test voices speak the same test sentences (minimal pairs
     across voices too)."""
@@ -146,17 +177,29 @@ def plan_splits(num_sentences: int, design: Design, seed: int) -> Dict[str, List
     test_sents = subset(spoken, design.num_test_sentences)
     unseen_sents = subset(unseen, design.num_test_unseen_sentences)
     test_voices = TEST_VOICES[:design.test_voices]
+    if design.flite_train_voices > 0:  # drawn apart, so that the espeak-ng plan is the same with or without
+        frng = random.Random(f"{seed}-flite")
+        train_plan += [(v, sorted(frng.sample(seen, min(design.sentences_per_train_voice, len(seen)))))
+                       for v in draw_flite_voices(design.flite_train_voices, frng)]
+        train += [v for v, _ in train_plan[len(train):]]
     return {"train": train_plan, "valid": valid_plan,
             "test": [(v, test_sents) for v in test_voices],
             "test_unseen": [(v, unseen_sents) for v in test_voices],
             "train_words": [(v, []) for v in train]}  # its utterances: build() deals them to these voices
 
 
-def render(text: str, voice: Voice, emotion: str, rng: random.Random, fs: int, noise_seed: int = 0) -> np.ndarray:
+def render(text: str, voice: AnyVoice, emotion: str, rng: random.Random, fs: int, noise_seed: int = 0) -> np.ndarray:
     """Speak ``text`` with ``voice`` in ``emotion``; small per-utterance jitter keeps takes distinct.
     ``noise_seed`` seeds espeak-ng's noise (breathy variants, frication), which it would draw from the clock."""
     from espnet_ext.synth.espeak import Espeak
 
+    pad = np.zeros(int(0.15 * fs), dtype=np.float32)  # short silences, as in a recording
+    if isinstance(voice, FliteVoice):
+        from espnet_ext.synth.flite_festival import portray
+
+        x = portray("flite", voice.flite, text, emotion, voice.f0 * rng.uniform(0.97, 1.03),
+                    voice.stretch * rng.uniform(0.96, 1.04), voice.expressiveness, voice.gain)
+        return np.concatenate([pad, np.clip(resample(x, 16000, fs), -1.0, 1.0), pad])
     e = EMOTIONS[emotion]
     engine = Espeak()
     x = engine.synth(
@@ -166,7 +209,6 @@ def render(text: str, voice: Voice, emotion: str, rng: random.Random, fs: int, n
         range=max(0, min(100, e.range + voice.range_offset)), volume=round(e.volume * voice.gain),
         wordgap=e.wordgap, seed=noise_seed)
     x = np.clip(resample(x, engine.sample_rate, fs), -1.0, 1.0)
-    pad = np.zeros(int(0.15 * fs), dtype=np.float32)  # short silences, as in a recording
     return np.concatenate([pad, x, pad])
 
 
@@ -178,6 +220,10 @@ def build(sentences_file: Path, out_data: Path, wav_dir: Path, seed: int = 777, 
 
     sentences = read_sentences(sentences_file)
     plan = plan_splits(len(sentences), design, seed)
+    if design.flite_train_voices > 0 and "train" in splits:
+        from espnet_ext.synth.flite_festival import require
+
+        require("flite")
     counts = {}
     for split in splits:
         files: Dict[str, Dict[str, str]] = {k: {} for k in ("wav.scp", "text", "utt2spk", "utt2emo", "utt2sentid")}

@@ -5,8 +5,8 @@
 #                               (PyTorch's CUDA index of your choice); without it pip's configured index
 #   tools/install.sh --vllm     a second environment, tools/venv_vllm: vLLM (with the CUDA torch it pins) and
 #                               ParaAlign, for the teacher's backend: vllm (palign.sh --teacher_python)
-#   tools/install.sh --voices   also Debian's flite and festival voices (apt, as root or with sudo): the second
-#                               training synthesiser (make_synth_emo --flite_train_voices) and the check sets
+#   tools/install.sh --voices   also Debian's flite and festival voices (tools/install_apt.sh): the second training
+#                               synthesiser (make_synth_emo --flite_train_voices) and the check sets
 #   tools/install.sh --force    reinstall even if the stamp matches
 set -euo pipefail
 
@@ -27,18 +27,11 @@ for arg in "$@"; do
     esac
 done
 
-if [ "$voices" = 1 ] && ! { command -v flite && command -v text2wave; } > /dev/null; then
-    pkgs="flite festival festvox-kallpc16k"
-    command -v apt-get > /dev/null || { echo "install.sh: --voices needs apt-get; install ${pkgs} by hand" >&2; exit 1; }
-    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-    echo "install.sh: ${sudo:+sudo }apt-get install ${pkgs}"
-    # shellcheck disable=SC2086
-    ${sudo} apt-get install -y -q ${pkgs} || { ${sudo} apt-get update -q && ${sudo} apt-get install -y -q ${pkgs}; } \
-        || { echo "install.sh: apt-get install ${pkgs} failed" >&2; exit 1; }
-fi
-
 tools_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root_dir=$(dirname "$tools_dir")
+if [ "$voices" = 1 ]; then
+    "$tools_dir/install_apt.sh" "install.sh --voices" "flite text2wave" flite festival festvox-kallpc16k
+fi
 venv=${PALIGN_VENV:-$tools_dir/venv}
 [ "$vllm" = 1 ] && venv=$tools_dir/venv_vllm
 python=${PYTHON:-python3}

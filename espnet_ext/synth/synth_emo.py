@@ -179,9 +179,9 @@ def plan_splits(num_sentences: int, design: Design, seed: int) -> Dict[str, List
     test_voices = TEST_VOICES[:design.test_voices]
     if design.flite_train_voices > 0:  # drawn apart, so that the espeak-ng plan is the same with or without
         frng = random.Random(f"{seed}-flite")
-        train_plan += [(v, sorted(frng.sample(seen, min(design.sentences_per_train_voice, len(seen)))))
-                       for v in draw_flite_voices(design.flite_train_voices, frng)]
-        train += [v for v, _ in train_plan[len(train):]]
+        flite = draw_flite_voices(design.flite_train_voices, frng)
+        train_plan += [(v, sorted(frng.sample(seen, min(design.sentences_per_train_voice, len(seen))))) for v in flite]
+        train += flite
     return {"train": train_plan, "valid": valid_plan,
             "test": [(v, test_sents) for v in test_voices],
             "test_unseen": [(v, unseen_sents) for v in test_voices],
@@ -191,8 +191,6 @@ def plan_splits(num_sentences: int, design: Design, seed: int) -> Dict[str, List
 def render(text: str, voice: AnyVoice, emotion: str, rng: random.Random, fs: int, noise_seed: int = 0) -> np.ndarray:
     """Speak ``text`` with ``voice`` in ``emotion``; small per-utterance jitter keeps takes distinct.
     ``noise_seed`` seeds espeak-ng's noise (breathy variants, frication), which it would draw from the clock."""
-    from espnet_ext.synth.espeak import Espeak
-
     pad = np.zeros(int(0.15 * fs), dtype=np.float32)  # short silences, as in a recording
     if isinstance(voice, FliteVoice):
         from espnet_ext.synth.flite_festival import portray
@@ -200,6 +198,8 @@ def render(text: str, voice: AnyVoice, emotion: str, rng: random.Random, fs: int
         x = portray("flite", voice.flite, text, emotion, voice.f0 * rng.uniform(0.97, 1.03),
                     voice.stretch * rng.uniform(0.96, 1.04), voice.expressiveness, voice.gain)
         return np.concatenate([pad, np.clip(resample(x, 16000, fs), -1.0, 1.0), pad])
+    from espnet_ext.synth.espeak import Espeak
+
     e = EMOTIONS[emotion]
     engine = Espeak()
     x = engine.synth(

@@ -24,18 +24,35 @@ NAMES = {  # kind -> the row name in RESULTS.md ({tag}: the training dir's tag)
 ORDER = list(NAMES)  # the rows' order
 
 
-def config_steps(config: Path) -> Optional[int]:
-    """Training iterations of an ESPnet training: max_epoch x num_iters_per_epoch of its config.yaml; where
-    an epoch is a whole pass over the data (no num_iters_per_epoch), the count ESPnet's Trainer logged."""
+def config_steps(config: Path, epoch: Optional[int] = None) -> Optional[int]:
+    """Training iterations of an ESPnet training up to ``epoch`` (default: its max_epoch): epochs x
+    num_iters_per_epoch of its config.yaml; where an epoch is a whole pass over the data (no
+    num_iters_per_epoch), the count ESPnet's Trainer logged."""
     if not config.exists():
         return None
     c = yaml_file.load(config) or {}
-    if c.get("num_iters_per_epoch") and c.get("max_epoch"):
-        return int(c["max_epoch"]) * int(c["num_iters_per_epoch"])
+    epoch = epoch or c.get("max_epoch")
+    if c.get("num_iters_per_epoch") and epoch:
+        return int(epoch) * int(c["num_iters_per_epoch"])
     log = config.parent / "train.log"
-    counts = re.findall(r"\d+epoch results: \[train\].*?total_count=(\d+)", log.read_text(errors="replace")) \
-        if log.exists() else []
-    return int(counts[-1]) if counts else None
+    counts = dict(re.findall(r"(\d+)epoch results: \[train\].*?total_count=(\d+)", log.read_text(errors="replace"))) \
+        if log.exists() else {}
+    if not counts:
+        return None
+    return int(counts[str(epoch)]) if str(epoch) in counts else int(counts[max(counts, key=int)])
+
+
+def training_steps(model_dir: Path) -> Dict[str, Optional[int]]:
+    """A model's steps: its own alignment's, plus those of the semantic pre-alignment it started from (palign.sh
+    writes prealign.yaml: the model dir and epoch), and of the encoder pre-training before either."""
+    own = config_steps(model_dir / "config.yaml")
+    prealign = yaml_file.load(model_dir / "prealign.yaml") if (model_dir / "prealign.yaml").exists() else None
+    if not prealign:
+        return {"train_steps": own, "pretrain_steps": config_steps(model_dir / "pretrain" / "config.yaml")}
+    source = Path(prealign["model_dir"])
+    pre = config_steps(source / "config.yaml", int(prealign["epoch"]))
+    return {"train_steps": None if own is None or pre is None else own + pre, "prealign_steps": pre,
+            "pretrain_steps": config_steps(source / "pretrain" / "config.yaml")}
 
 
 def describe(kind: str, hyp_dir: Path, model_dir: Optional[Path] = None,
@@ -58,9 +75,7 @@ def describe(kind: str, hyp_dir: Path, model_dir: Optional[Path] = None,
         targets = {name: path for path, name, _ in config.get("train_data_path_and_name_and_type", [])}
         info.update({"model_dir": str(model_dir), "checkpoint": find_model_file(model_dir).name,
                      "llm": (config.get("llm_conf") or {}).get("name_or_path"),
-                     "training_target": targets.get("response"),
-                     "train_steps": config_steps(model_dir / "config.yaml"),
-                     "pretrain_steps": config_steps(model_dir / "pretrain" / "config.yaml")})
+                     "training_target": targets.get("response"), **training_steps(model_dir)})
     if teacher_dir is not None and (Path(teacher_dir) / "meta.yaml").exists():
         meta = yaml_file.load(Path(teacher_dir) / "meta.yaml") or {}
         info["teacher"] = {"dir": str(teacher_dir), "llm": meta.get("llm"), "llm_fingerprint": meta.get("llm_fingerprint")}
@@ -87,7 +102,7 @@ def read_all(expdir: Path, test_sets: List[str], exclude: Optional[Path] = None
             continue
         info = yaml_file.load(path) or {}
         scores = json.loads(scores_path.read_text())
-        for key in ("train_steps", "pretrain_steps"):
+        for key in ("train_steps", "prealign_steps", "pretrain_steps"):
             if key in info:
                 scores[key] = info[key]
         scores["_kind"] = info.get("kind")

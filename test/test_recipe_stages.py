@@ -139,7 +139,7 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
     declared = yaml.safe_load((systems["semantic"] / "test" / "system.yaml").read_text())
     assert declared["training_target"] == "exp/teacher_tiny/train/response_neutral" and declared["train_steps"] == 6
     results = (recipe / "exp" / "smoke" / "RESULTS.md").read_text()
-    assert "| ParaAlign (train_tiny) | 6 | 2 |" in results and "| Semantic-only alignment (train_tiny) | 6 | 2 |" in results
+    assert "| ParaAlign (train_tiny) | 6 | – | 2 |" in results and "| Semantic-only alignment (train_tiny) | 6 | – | 2 |" in results
     assert "| Topline: transcript + true emotion (the teacher) |" in results and "Pre-train steps" in results
     assert "| Cascade: emotion classifier (ESPnet cls) + Whisper tiny.en ASR |" in results
     assert "| Reference: true emotion, no words (teacher replies of that emotion to other sentences) |" in results
@@ -180,12 +180,29 @@ def test_synth_emo_recipe_end_to_end(tmp_path):
     decoded = abl / "transcript_seed0" / "palign_transcript" / "decode" / "test"
     assert datadir.read_kv(decoded / "text").keys() == datadir.read_kv(recipe / "dump" / "raw" / "test" / "text").keys()
     assert "the prompt reads the transcript: from" in (decoded / "logdir" / "decode.1.log").read_text()
-    again = run(["local/run_ablations.sh", "--llm", "tiny", "--variants", "paper_semantic main no_ctc",
+    again = run(["local/run_ablations.sh", "--llm", "tiny", "--variants", "paper_semantic main no_ctc prealign",
                  "--seeds", "1"], cwd=recipe)
     # no_ctc: the alignment has no CTC head; it starts from the pre-training (which has one) less that head
     no_ctc = yaml.safe_load((abl / "no_ctc_seed0" / "palign_no_ctc" / "config.yaml").read_text())
     assert no_ctc["ctc_conf"] == {"weight": 0} and no_ctc["init_param"] == [
         "exp/ablations/no_ctc_seed0/palign_no_ctc/pretrain/valid.loss.best.pth:::ctc."]
+    # prealign: the first of the 2 epochs is the semantic-only model's (its own CTC-only pre-training, the _neutral
+    # targets, no emotion classifier), trained first in stage 6; the emotion alignment starts from its epoch 1
+    d = abl / "prealign_seed0"
+    assert yaml.safe_load((d / "palign_prealign" / "prealign.yaml").read_text()) == {
+        "model_dir": "exp/ablations/prealign_seed0/palign_prealign_response_neutral", "epoch": 1}
+    trained = yaml.safe_load((d / "palign_prealign" / "config.yaml").read_text())
+    assert trained["max_epoch"] == 1 and trained["init_param"] == ["exp/ablations/prealign_seed0/palign_prealign/prealign.pth"]
+    sem = yaml.safe_load((d / "palign_prealign_response_neutral" / "config.yaml").read_text())
+    assert sem["max_epoch"] == 1 and sem["aux_conf"]["weight"] == 0 and "exp/ablations/prealign_seed0/teacher_tiny/train/" \
+        "response_neutral" in [path for path, _, _ in sem["train_data_path_and_name_and_type"]]
+    assert (d / "palign_prealign_response_neutral" / "pretrain" / "valid.loss.best.pth").exists()
+    assert not (d / "palign_prealign" / "pretrain").exists()
+    log = again.stdout + again.stderr
+    assert log.index("Stage 6: training -> exp/ablations/prealign_seed0/palign_prealign_response_neutral") < log.index(
+        "Stage 6: training -> exp/ablations/prealign_seed0/palign_prealign ")
+    declared = yaml.safe_load((d / "palign_prealign" / "decode" / "test" / "system.yaml").read_text())
+    assert (declared["train_steps"], declared["prealign_steps"], declared["pretrain_steps"]) == (6, 3, 2)
     assert "paper_semantic_seed0: done before; skipped" in again.stdout + again.stderr
     # main at the main run's seed is the main run's model: its scores are copied, not trained again
     reused = abl / "main_seed0" / "palign_main" / "decode"

@@ -16,7 +16,8 @@ from espnet_ext import cli, yaml_file
 from espnet_ext import systems as systems_lib
 
 COLUMNS = [  # (key in scores.json, header, format)
-    ("train_steps", "Train steps", "{:d}"), ("pretrain_steps", "Pre-train steps", "{:d}"),
+    ("train_steps", "Train steps", "{:d}"), ("prealign_steps", "Of them semantic", "{:d}"),
+    ("pretrain_steps", "Pre-train steps", "{:d}"),
     ("rouge1", "ROUGE-1", "{:.3f}"), ("rougeL", "ROUGE-L", "{:.3f}"), ("semantic_similarity", "Sem. sim.", "{:.3f}"),
     ("emotion_WA", "Emo WA [95% CI]", "{:.3f}"), ("emotion_alone_WA", "Emo WA, file alone [95% CI]", "{:.3f}"),
     ("emotion_UAR", "Emo UAR", "{:.3f}"),
@@ -356,7 +357,9 @@ def main(argv=None) -> int:
               "the reply answers the same sentence (`utt2sentid`); chance is 1 / the number of sentences.",
               "- Probe acc: logistic regression on mean-pooled speech tokens (train -> test); speech systems only.",
               "- Train steps: optimizer updates of the speech encoder behind the decoded model (text systems: none); "
-              "Pre-train steps: those of stage 6's encoder pre-training before it, without the LLM (CTC on the "
+              "Of them semantic: the first of them, a semantic pre-alignment (`prealign_conf`: the semantic-only "
+              "model's first steps, aligned to the replies to the bare transcript, from which the emotion alignment "
+              "starts); Pre-train steps: those of stage 6's encoder pre-training before it, without the LLM (CTC on the "
               "transcript, the emotion classifier where the system has one).",
               "- Judge: an LLM rates 1-10 how well a reply shows the speaker's emotion was understood."]
     lines += ["- [95% CI]: percentile bootstrap over utterances (WA, WER, sentence match) or minimal pairs (pair sens.), 1000 "

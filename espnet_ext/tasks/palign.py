@@ -245,6 +245,10 @@ class PalignTask(AbsTask):
                            help="stage 6 pre-trains the encoder with --encoder_only true and these options "
                                 "(e.g. max_epoch, num_iters_per_epoch, batch_size) and aligns from it; {}: no "
                                 "pre-training. Read by palign.sh; the training program itself ignores it")
+        group.add_argument("--prealign_conf", action=NestedDictAction, default={},
+                           help="semantic pre-alignment: {share: S} makes the first S x max_epoch epochs the "
+                                "semantic-only model's (aligned to the _neutral targets), from which stage 6 aligns "
+                                "the rest; {}: none. Read by palign.sh; the training program itself ignores it")
         group.add_argument("--cache_prefix", type=str2bool, default=True,
                            help="take the prompt prefix shared by every row from the frozen LLM's KV cache")
         group.add_argument("--loss", type=str, default="ce", help="alignment loss: ce | kl")

@@ -72,7 +72,8 @@ help_message=$(cat << EOF
 Usage: $0 --train_set <name> --valid_set <name> --test_sets "<name> ..." [options]
 Stages: 1 data prep (local/data.sh) . 2 audio format (${fs} Hz mono, duration filter)
         3 frontend features (--feats_type extracted) . 4 teacher replies . 5 stats/shapes
-        6 training (first an encoder pre-training without the LLM if the config has pretrain_conf) . 7 decoding
+        6 training (first an encoder pre-training without the LLM if the config has pretrain_conf, then the
+          semantic-only model's first epochs if it has prealign_conf) . 7 decoding
 Options (defaults after the names):
   --stage ${stage}  --stop_stage ${stop_stage}  --nj ${nj}  --inference_nj ${inference_nj}
   --ngpu ${ngpu}  --gpu_inference ${gpu_inference}  --dumpdir ${dumpdir}  --expdir ${expdir}
@@ -365,8 +366,8 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
 fi
 
 # Stages 6-8 as functions of palign_target / palign_exp: stage 10 runs them for the semantic-only model.
-train_model() {  # $1: the stage this runs as (its log lines and time go there)
-    _stage=$1; require palign_config
+train_model() {  # $1: the stage this runs as (its log lines and time go there); more: options of the alignment
+    _stage=$1; shift; require palign_config
     need "${data_feats}/${train_set}/wav.scp" "${data_feats}/${valid_set}/wav.scp" "${teacher_dir}/meta.yaml" \
         "${stats_dir}/train/speech_shape.shuffled" "${stats_dir}/valid/speech_shape"
     ${python} -m espnet_ext.bin.check_llm "${palign_config}" || exit 2
@@ -381,12 +382,31 @@ train_model() {  # $1: the stage this runs as (its log lines and time go there)
     [ "${ngpu}" -gt 1 ] && _opts+=(--multiprocessing_distributed true)
     _t=$(conf_args "${palign_config}" pretrain_conf); _pretrain=()
     [ -z "${_t}" ] || mapfile -t _pretrain <<< "${_t}"
+    # Semantic pre-alignment (prealign_conf: {share: S}): the first P = S x max_epoch epochs are the semantic-only
+    # model's (the _neutral targets, no emotion classifier, after its own pre-training), trained that far here
+    # and to the end by stage 10; the emotion alignment starts from its epoch P for the other max_epoch - P.
+    _p=$(conf_get "${palign_config}" prealign_conf.share)
+    if [ -n "${_p}" ] && [ "${palign_target}" = response ]; then
+        _m=$(conf_get "${palign_config}" max_epoch)
+        _p=$(${python} -c "import sys; m = int(sys.argv[1]); p = int(m * float(sys.argv[2])); print(p if 0 < p < m else '')" \
+            "${_m}" "${_p}")
+        [ -n "${_p}" ] || { log "prealign_conf.share leaves one phase no epoch of max_epoch ${_m}"; exit 2; }
+        if [ ! -s "${palign_exp}/prealign.yaml" ]; then
+            (use_target response_neutral; train_model "${_stage}" --max_epoch "${_p}")
+            _t=${expdir}/palign_${base_tag}_response_neutral
+            mkdir -p "${palign_exp}"; cp "${_t}/${_p}epoch.pth" "${palign_exp}/prealign.pth"
+            printf 'model_dir: %s\nepoch: %s\n' "${_t}" "${_p}" > "${palign_exp}/prealign.yaml"
+        fi
+        _pretrain=()  # the semantic model's pre-training is this model's too
+        _t=""; nonzero "$(conf_get "${palign_config}" ctc_conf.weight)" || _t=ctc.
+        _opts+=(--init_param "${palign_exp}/prealign.pth${_t:+:::${_t}}" --max_epoch $((_m - _p)))
+    fi
     if [ ${#_pretrain[@]} -gt 0 ]; then
         # Encoder pre-training without the LLM (CTC on the transcript, the emotion classifier): seconds
         # per step instead of the LLM's; the alignment below starts from it.
         set_data_opts encoder_only
         _shape=speech_shape.shuffled; [ "${pretrain_set}" = "${train_set}" ] || _shape=pretrain_shape.shuffled
-        log "Stage $1: encoder pre-training (no LLM) -> ${palign_exp}/pretrain (log: ${palign_exp}/pretrain/train.log)"
+        log "Stage ${_stage}: encoder pre-training (no LLM) -> ${palign_exp}/pretrain (log: ${palign_exp}/pretrain/train.log)"
         mkdir -p "${palign_exp}/pretrain"
         # shellcheck disable=SC2086
         ${cuda_cmd} --gpu "${ngpu}" --num_threads "${num_threads}" "${palign_exp}/pretrain/train.log" \
@@ -399,14 +419,14 @@ train_model() {  # $1: the stage this runs as (its log lines and time go there)
         _opts+=(--init_param "${palign_exp}/pretrain/valid.loss.best.pth${_t:+:::${_t}}")
     fi
     set_data_opts
-    log "Stage $1: training -> ${palign_exp} (log: ${palign_exp}/train.log)"
+    log "Stage ${_stage}: training -> ${palign_exp} (log: ${palign_exp}/train.log)"
     # shellcheck disable=SC2086
     ${cuda_cmd} --gpu "${ngpu}" --num_threads "${num_threads}" "${palign_exp}/train.log" \
         ${python} -m espnet_ext.bin.palign_train --config "${palign_config}" --use_preprocessor true \
         "${_data_opts[@]}" "${_opts[@]}" --teacher_meta "${teacher_dir}/meta.yaml" --resume true --ngpu "${ngpu}" \
         --output_dir "${palign_exp}" --train_shape_file "${stats_dir}/train/speech_shape.shuffled" --train_shape_file "${stats_dir}/train/response_shape" \
         --valid_shape_file "${stats_dir}/valid/speech_shape" --valid_shape_file "${stats_dir}/valid/response_shape" \
-        ${palign_args}
+        ${palign_args} "$@"
     grep -E "[0-9]+epoch results" "${palign_exp}/train.log" | sed 's/^.*INFO: //' >&2 || true
 }
 

@@ -382,14 +382,14 @@ train_model() {  # $1: the stage this runs as (its log lines and time go there);
     [ "${ngpu}" -gt 1 ] && _opts+=(--multiprocessing_distributed true)
     _t=$(conf_args "${palign_config}" pretrain_conf); _pretrain=()
     [ -z "${_t}" ] || mapfile -t _pretrain <<< "${_t}"
-    # Semantic pre-alignment (prealign_conf: {share: S}): the first P = S x max_epoch epochs are the semantic-only
-    # model's (the _neutral targets, no emotion classifier, after its own pre-training), trained that far here
-    # and to the end by stage 10; the emotion alignment starts from its epoch P for the other max_epoch - P.
+    # Semantic pre-alignment (prealign_conf: {share: S}): the first P = S x max_epoch epochs (rounded) are the
+    # semantic-only model's (the _neutral targets, no emotion classifier, after its own pre-training), trained
+    # that far here and to the end by stage 10; the emotion alignment starts from its epoch P for the rest.
     _p=$(conf_get "${palign_config}" prealign_conf.share)
     if [ -n "${_p}" ] && [ "${palign_target}" = response ]; then
         _m=$(conf_get "${palign_config}" max_epoch)
-        _p=$(${python} -c "import sys; m = int(sys.argv[1]); p = int(m * float(sys.argv[2])); print(p if 0 < p < m else '')" \
-            "${_m}" "${_p}")
+        _p=$(${python} -c "import sys; m = int(sys.argv[1]); p = round(m * float(sys.argv[2]))
+print(p if 0 < p < m else '')" "${_m}" "${_p}")
         [ -n "${_p}" ] || { log "prealign_conf.share leaves one phase no epoch of max_epoch ${_m}"; exit 2; }
         if [ ! -s "${palign_exp}/prealign.yaml" ]; then
             (use_target response_neutral; train_model "${_stage}" --max_epoch "${_p}")

@@ -37,9 +37,9 @@ def config_steps(config: Path, epoch: Optional[int] = None) -> Optional[int]:
     log = config.parent / "train.log"
     counts = dict(re.findall(r"(\d+)epoch results: \[train\].*?total_count=(\d+)", log.read_text(errors="replace"))) \
         if log.exists() else {}
-    if not counts:
-        return None
-    return int(counts[str(epoch)]) if str(epoch) in counts else int(counts[max(counts, key=int)])
+    if str(epoch) in counts:
+        return int(counts[str(epoch)])
+    return int(counts[max(counts, key=int)]) if counts and epoch == c.get("max_epoch") else None
 
 
 def training_steps(model_dir: Path) -> Dict[str, Optional[int]]:

@@ -385,7 +385,7 @@ train_model() {  # $1: the stage this runs as (its log lines and time go there);
     # Semantic pre-alignment (prealign_conf: {share: S}): the first P = S x max_epoch epochs (rounded) are the
     # semantic-only model's (the _neutral targets, no emotion classifier, after its own pre-training), trained
     # that far here and to the end by stage 10; the emotion alignment starts from its epoch P for the rest.
-    _p=$(conf_get "${palign_config}" prealign_conf.share)
+    _p=$(conf_get "${palign_config}" prealign_conf.share); _init=""
     if [ -n "${_p}" ] && [ "${palign_target}" = response ]; then
         _m=$(conf_get "${palign_config}" max_epoch)
         _p=$(${python} -c "import sys; m = int(sys.argv[1]); p = round(m * float(sys.argv[2]))
@@ -393,13 +393,12 @@ print(p if 0 < p < m else '')" "${_m}" "${_p}")
         [ -n "${_p}" ] || { log "prealign_conf.share leaves one phase no epoch of max_epoch ${_m}"; exit 2; }
         if [ ! -s "${palign_exp}/prealign.yaml" ]; then
             (use_target response_neutral; train_model "${_stage}" --max_epoch "${_p}")
-            _t=${expdir}/palign_${base_tag}_response_neutral
+            _t=$(use_target response_neutral; echo "${palign_exp}")
             mkdir -p "${palign_exp}"; cp "${_t}/${_p}epoch.pth" "${palign_exp}/prealign.pth"
             printf 'model_dir: %s\nepoch: %s\n' "${_t}" "${_p}" > "${palign_exp}/prealign.yaml"
         fi
         _pretrain=()  # the semantic model's pre-training is this model's too
-        _t=""; nonzero "$(conf_get "${palign_config}" ctc_conf.weight)" || _t=ctc.
-        _opts+=(--init_param "${palign_exp}/prealign.pth${_t:+:::${_t}}" --max_epoch $((_m - _p)))
+        _init=${palign_exp}/prealign.pth; _opts+=(--max_epoch $((_m - _p)))
     fi
     if [ ${#_pretrain[@]} -gt 0 ]; then
         # Encoder pre-training without the LLM (CTC on the transcript, the emotion classifier): seconds
@@ -414,9 +413,11 @@ print(p if 0 < p < m else '')" "${_m}" "${_p}")
             "${_data_opts[@]}" "${_opts[@]}" --encoder_only true "${_pretrain[@]}" --resume true --ngpu "${ngpu}" \
             --output_dir "${palign_exp}/pretrain" --train_shape_file "${stats_dir}/train/${_shape}" \
             --valid_shape_file "${stats_dir}/valid/speech_shape" ${palign_args}
-        # the alignment starts from it, less the heads it does not train (ESPnet's path:src:dst:excludes)
+        _init=${palign_exp}/pretrain/valid.loss.best.pth
+    fi
+    if [ -n "${_init}" ]; then  # the alignment starts from it, less the heads it does not train (path:src:dst:excludes)
         _t=""; nonzero "$(conf_get "${palign_config}" ctc_conf.weight)" || _t=ctc.
-        _opts+=(--init_param "${palign_exp}/pretrain/valid.loss.best.pth${_t:+:::${_t}}")
+        _opts+=(--init_param "${_init}${_t:+:::${_t}}")
     fi
     set_data_opts
     log "Stage ${_stage}: training -> ${palign_exp} (log: ${palign_exp}/train.log)"
